@@ -1,0 +1,52 @@
+"""The app factory: `create_app(settings)` wires settings, resolvers and transports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+
+from gateway.runtime import open_services
+from gateway.settings import Settings
+from resolvers.services import Services
+from resolvers.storage import build_schema
+from resolvers.tenant import Tenant, load_tenant
+from rest.errors import EXCEPTION_HANDLERS
+from rest.health import HealthController
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, *, tenant: Tenant | None = None) -> Litestar:
+    """Build the ASGI app; the tenant file is read and validated here, before serving."""
+    tenant = tenant or load_tenant(settings.tenant_file)
+    schema = build_schema(tenant)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_services(settings, tenant, schema) as services:
+            app.state.services = services
+            yield
+
+    return Litestar(
+        route_handlers=[HealthController],
+        dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title=f"Jetstack Gateway — {tenant.name}",
+            version="1",
+            path="/api/v1",
+            render_plugins=[ScalarRenderPlugin(path="/docs")],
+        ),
+    )
+
+
+def _provide_services(state: State) -> Services:
+    services: Services = state.services
+    return services

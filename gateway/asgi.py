@@ -1,0 +1,21 @@
+"""ASGI entry point for servers: `gateway.asgi:app_from_env` is an app factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from litestar import Litestar
+
+from gateway.app import create_app
+from gateway.settings import Settings
+
+__all__ = ["app_from_env"]
+
+
+def app_from_env() -> Litestar:
+    """Build the app from `GATEWAY_*` variables (each worker process calls this once)."""
+    settings = Settings.from_env(os.environ)
+    logging.basicConfig(level=settings.log_level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return create_app(settings)

