@@ -8,8 +8,6 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 
 from gateway.runtime import open_services
 from gateway.settings import Settings
@@ -18,6 +16,7 @@ from resolvers.storage import build_schema
 from resolvers.tenant import Tenant, load_tenant
 from rest.errors import EXCEPTION_HANDLERS
 from rest.health import HealthController
+from rest.openapi import docs, openapi_config
 
 __all__ = ["create_app"]
 
@@ -34,16 +33,11 @@ def create_app(settings: Settings, *, tenant: Tenant | None = None) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[HealthController],
+        route_handlers=[HealthController, docs],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=OpenAPIConfig(
-            title=f"Jetstack Gateway — {tenant.name}",
-            version="1",
-            path="/api/v1",
-            render_plugins=[ScalarRenderPlugin(path="/docs")],
-        ),
+        openapi_config=openapi_config(f"Jetstack Gateway — {tenant.name}"),
     )
 
 

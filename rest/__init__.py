@@ -1,0 +1,1 @@
+"""Litestar transport: thin controllers that parse, call `resolvers`, and render."""

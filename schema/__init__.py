@@ -1,0 +1,1 @@
+"""The strawberry GraphQL schema, generated from the tenant model (the GraphQL issue)."""
