@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 
@@ -17,6 +18,7 @@ from resolvers.tenant import Tenant, load_tenant
 from rest.errors import EXCEPTION_HANDLERS
 from rest.health import HealthController
 from rest.openapi import docs, openapi_config
+from rest.v1 import v1_router
 
 __all__ = ["create_app"]
 
@@ -33,11 +35,24 @@ def create_app(settings: Settings, *, tenant: Tenant | None = None) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[HealthController, docs],
+        route_handlers=[
+            HealthController,
+            docs,
+            v1_router(trusted_proxies=frozenset(settings.security.trusted_proxies)),
+        ],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(f"Jetstack Gateway — {tenant.name}"),
+        cors_config=(
+            CORSConfig(
+                allow_origins=list(settings.security.cors_origins),
+                allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-None-Match"],
+                expose_headers=["ETag", "X-Cache", "Retry-After"],
+            )
+            if settings.security.cors_origins
+            else None
+        ),
     )
 
 

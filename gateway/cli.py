@@ -100,7 +100,7 @@ def migrate(*, allow_destructive: bool, dry_run: bool) -> None:
         if dry_run or plan.empty:
             return
         await apply_plan(
-            services.engine,
+            services.writer,
             services.schema,
             tenant_digest=services.tenant.digest,
             allow_destructive=allow_destructive,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,8 +14,9 @@ from gateway.embedded import start_embedded_valkey
 from gateway.settings import Settings
 from resolvers.migrate import apply_plan
 from resolvers.passwords import Passwords
+from resolvers.ratelimit import LoginLimits
 from resolvers.services import Services
-from resolvers.storage import Schema, build_schema, create_engine
+from resolvers.storage import Schema, build_schema, create_engine, writer
 from resolvers.tenant import Tenant, load_tenant
 
 __all__ = ["open_services"]
@@ -51,15 +53,23 @@ async def open_services(
     valkey = Valkey.from_url(valkey_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     try:
         if settings.auto_migrate if migrate is None else migrate:
-            plan = await apply_plan(engine, schema, tenant_digest=tenant.digest)
+            plan = await apply_plan(writer(engine), schema, tenant_digest=tenant.digest)
             if not plan.empty:
                 _log.info("schema migrated:\n%s", plan.describe())
         yield Services(
             tenant=tenant,
             schema=schema,
             engine=engine,
+            writer=writer(engine),
             valkey=valkey,
-            passwords=Passwords(settings.password_profile),
+            passwords=Passwords(
+                settings.password_profile, concurrency=settings.security.hash_concurrency
+            ),
+            login_limits=LoginLimits(
+                max_failures=settings.security.login_max_failures,
+                max_failures_per_address=settings.security.login_max_failures_per_address,
+                window=dt.timedelta(seconds=settings.security.login_window),
+            ),
             key_prefix=settings.valkey.key_prefix,
         )
     finally:

@@ -18,6 +18,7 @@ __all__ = [
     "SETTINGS_DOC",
     "AdminSettings",
     "DatabaseSettings",
+    "SecuritySettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
@@ -67,6 +68,22 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    login_max_failures: int = 5
+    """Failed logins per account inside one window before it is locked until the window ends."""
+    login_max_failures_per_address: int = 50
+    """Failed logins per client address inside one window."""
+    login_window: int = 900
+    """Seconds of the failed-login window."""
+    hash_concurrency: int = 4
+    """Password hashes computed at once per worker; more wait, then get 503."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Peers whose X-Forwarded-For names the client; others are the client themselves."""
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed by CORS; empty: CORS is off (keys belong on servers)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
     tenant_file: Path
@@ -74,6 +91,7 @@ class Settings:
     valkey: ValkeySettings = ValkeySettings()
     server: ServerSettings = ServerSettings()
     admin: AdminSettings = AdminSettings()
+    security: SecuritySettings = SecuritySettings()
     password_profile: PasswordProfile = "rfc9106_low_memory"  # noqa: S105 - a profile name
     auto_migrate: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -105,6 +123,18 @@ class Settings:
             admin=AdminSettings(
                 login=reader.text("GATEWAY_ADMIN_LOGIN", "admin"),
                 password=reader.optional("GATEWAY_ADMIN_PASSWORD"),
+            ),
+            security=SecuritySettings(
+                login_max_failures=reader.integer(
+                    "GATEWAY_LOGIN_MAX_FAILURES", 5, low=1, high=1000
+                ),
+                login_max_failures_per_address=reader.integer(
+                    "GATEWAY_LOGIN_MAX_FAILURES_PER_ADDRESS", 50, low=1, high=100_000
+                ),
+                login_window=reader.integer("GATEWAY_LOGIN_WINDOW", 900, low=1, high=86_400),
+                hash_concurrency=reader.integer("GATEWAY_HASH_CONCURRENCY", 4, low=1, high=64),
+                trusted_proxies=reader.items("GATEWAY_TRUSTED_PROXIES"),
+                cors_origins=reader.items("GATEWAY_CORS_ORIGINS"),
             ),
             password_profile=reader.choice(
                 "GATEWAY_PASSWORD_PROFILE", "rfc9106_low_memory", ("rfc9106_low_memory", "test")
@@ -192,6 +222,10 @@ class _EnvReader:
             self.problems.append(f"{name}={raw!r}: expected a number from {low} to {high}")
             return default
         return value
+
+    def items(self, name: str) -> tuple[str, ...]:
+        raw = self.optional(name) or ""
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
 
     def flag(self, name: str, *, default: bool) -> bool:
         raw = self.optional(name)

@@ -8,12 +8,17 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from valkey.asyncio import Valkey
+from valkey.exceptions import ValkeyError
 
 from resolvers.passwords import Passwords
+from resolvers.ratelimit import LoginLimits
 from resolvers.storage import Schema
 from resolvers.tenant import Tenant
 
-__all__ = ["Services", "utc_now"]
+__all__ = ["CACHE_ERRORS", "Services", "utc_now"]
+
+CACHE_ERRORS = (ValkeyError, OSError, TimeoutError)
+"""What a Valkey call raises when the server is down, slow or unreachable."""
 
 
 def utc_now() -> dt.datetime:
@@ -27,7 +32,11 @@ class Services:
     tenant: Tenant
     schema: Schema
     engine: AsyncEngine
+    """For reads."""
+    writer: AsyncEngine
+    """The same pool, for transactions that write (see `storage.writer`)."""
     valkey: Valkey
     passwords: Passwords
+    login_limits: LoginLimits = field(default_factory=LoginLimits)
     key_prefix: str = "jgw"
     clock: Callable[[], dt.datetime] = field(default=utc_now)

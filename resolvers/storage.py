@@ -50,6 +50,7 @@ __all__ = [
     "UTCDateTime",
     "build_schema",
     "create_engine",
+    "writer",
 ]
 
 # SQLite's rowid alias needs INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
@@ -339,7 +340,7 @@ def _system_tables(metadata: MetaData) -> SystemTables:
         "gw_login_failures",
         metadata,
         Column("subject", String(200), primary_key=True),
-        Column("window_start", UTCDateTime(), nullable=False),
+        Column("window_end", UTCDateTime(), nullable=False),
         Column("failures", Integer(), nullable=False),
         Column("locked_until", UTCDateTime()),
     )
@@ -452,4 +453,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # Writers take SQLite's write lock up front: a deferred transaction that reads and then
+    # writes fails at once (SQLITE_BUSY) when another writer committed in between.
+    immediate = conn.get_execution_options().get("sqlite_begin") == "IMMEDIATE"
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine, for transactions that write (immediate transactions on SQLite)."""
+    return engine.execution_options(sqlite_begin="IMMEDIATE")

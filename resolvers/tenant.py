@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from resolvers.errors import TenantFileError
+from resolvers.timezones import is_zone
 
 __all__ = [
     "ADMIN_ROLE",
@@ -89,14 +89,6 @@ _TOML_NAMES: dict[type, str] = {
     dict: "table",
 }
 
-# IANA zone keys are letters, digits, "_", "-", "+" in "/"-separated parts; anything else
-# (absolute or relative paths, NUL bytes) never reaches the filesystem.
-_ZONE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
-_MAX_ZONE_KEY = 64
-# Files of the system zoneinfo tree that ZoneInfo loads but that are not IANA zones: the
-# leap-second and POSIX copies, and aliases whose meaning depends on the host.
-_NOT_ZONE_DIRS = frozenset({"posix", "right"})
-_NOT_ZONES = frozenset({"localtime", "posixrules"})
 
 _T = TypeVar("_T")
 _D = TypeVar("_D")
@@ -292,7 +284,7 @@ class _Reader:
         if not name.strip():
             self.problem("tenant.name", "is required")
         zone = self.typed(head, "default_timezone", "tenant", str, default="UTC")
-        if not _valid_zone(zone):
+        if not is_zone(zone):
             self.problem("tenant.default_timezone", f"unknown timezone {zone!r}")
             zone = "UTC"
         raw_shape = self.typed(head, "multiple_value_shape", "tenant", str, default="array")
@@ -533,23 +525,6 @@ class _Reader:
             if role not in roles:
                 self.problem(f"{path}.roles[{i}]", f"unknown role {role!r}")
         return Group(name=name, roles=tuple(names))
-
-
-def _valid_zone(name: str) -> bool:
-    """Whether `name` is an IANA zone; loads that one zone (ZoneInfo caches it), never lists all."""
-    if (
-        len(name) > _MAX_ZONE_KEY
-        or not _ZONE_KEY.fullmatch(name)
-        or name in _NOT_ZONES
-        or name.partition("/")[0] in _NOT_ZONE_DIRS
-    ):
-        return False
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        # ValueError: a file that is not TZif data; OSError: a directory such as "Europe".
-        return False
-    return True
 
 
 def _admin_role(types: Mapping[str, TypeDef]) -> Role:

@@ -1,17 +1,68 @@
-"""Users: rows with an argon2id hash, roles and groups (the tenant file defines those)."""
+"""Users: rows with an argon2id hash, roles and groups (the tenant file defines those).
+
+Administration needs `manageUsers` and is bounded by the actor's own rights: an actor
+grants only roles it holds itself, manages only users whose rights it covers, and
+never changes its own roles, groups, activation or validity. Every change bumps the
+user's `security_version` (so its principal fingerprint changes) and evicts its cached
+key snapshots before and after it commits.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import secrets
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from resolvers.auth import evict_user, load_user_snapshot
+from resolvers.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from resolvers.principal import Principal, effective_roles
 from resolvers.services import Services
-from resolvers.tenant import ADMIN_ROLE
+from resolvers.tenant import ADMIN_ROLE, Permission
+from resolvers.timezones import is_zone, parse_instant
 
-__all__ = ["BootstrapResult", "ensure_admin"]
+__all__ = [
+    "BootstrapResult",
+    "UserView",
+    "create_user",
+    "delete_user",
+    "ensure_admin",
+    "get_user",
+    "list_users",
+    "update_user",
+]
+
+_SELF_LOCKED = frozenset({"roles", "groups", "active", "valid_from", "valid_to"})
+_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{2,149}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+_PHONE = re.compile(r"\+?[0-9][0-9 ().-]{3,30}")
+_MIN_PASSWORD, _MAX_PASSWORD = 10, 1024
+_MAX_ASSIGNMENTS = 50
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """A user as the API shows it: never a hash."""
+
+    id: int
+    login: str
+    email: str | None
+    phone: str | None
+    timezone: str | None
+    valid_from: dt.datetime | None
+    valid_to: dt.datetime | None
+    active: bool
+    roles: tuple[str, ...]
+    groups: tuple[str, ...]
+    created_on: dt.datetime
+    updated_on: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +70,302 @@ class BootstrapResult:
     created: bool
     generated_password: str | None = None
     """Shown once to the operator when no password was configured."""
+
+
+# --- reading ----------------------------------------------------------------------
+
+
+async def list_users(
+    services: Services, actor: Principal, *, limit: int = 100, offset: int = 0
+) -> list[UserView]:
+    actor.require(Permission.MANAGE_USERS)
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise Invalid("bad paging", [FieldError("limit", f"1 to {MAX_PAGE}; offset >= 0")])
+    users = services.schema.system.users
+    async with services.engine.connect() as conn:
+        ids = (
+            await conn.scalars(select(users.c.id).order_by(users.c.id).limit(limit).offset(offset))
+        ).all()
+        return [await _view(conn, services, actor, user_id) for user_id in ids]
+
+
+async def get_user(services: Services, actor: Principal, user_id: int) -> UserView:
+    actor.require(Permission.MANAGE_USERS)
+    async with services.engine.connect() as conn:
+        return await _view(conn, services, actor, user_id)
+
+
+async def _view(
+    conn: AsyncConnection, services: Services, actor: Principal, user_id: int
+) -> UserView:
+    system = services.schema.system
+    row = (
+        await conn.execute(select(system.users).where(system.users.c.id == user_id))
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no user with id {user_id}")
+    roles = await conn.scalars(
+        select(system.user_roles.c.role).where(system.user_roles.c.user_id == user_id)
+    )
+    groups = await conn.scalars(
+        select(system.user_groups.c.group_name).where(system.user_groups.c.user_id == user_id)
+    )
+    zone = actor.zone
+    return UserView(
+        id=row.id,
+        login=row.login,
+        email=row.email,
+        phone=row.phone,
+        timezone=row.timezone,
+        valid_from=row.valid_from.astimezone(zone) if row.valid_from else None,
+        valid_to=row.valid_to.astimezone(zone) if row.valid_to else None,
+        active=row.active,
+        roles=tuple(sorted(roles)),
+        groups=tuple(sorted(groups)),
+        created_on=row.created_on.astimezone(zone),
+        updated_on=row.updated_on.astimezone(zone),
+    )
+
+
+# --- writing ----------------------------------------------------------------------
+
+
+async def create_user(services: Services, actor: Principal, data: Mapping[str, Any]) -> UserView:
+    actor.require(Permission.MANAGE_USERS)
+    fields = _parse(services, actor, data, partial=False)
+    _check_grants(services, actor, fields)
+    password = fields.pop("password", None)
+    roles = fields.pop("roles", [])
+    groups = fields.pop("groups", [])
+    now = services.clock()
+    users = services.schema.system.users
+    password_hash = await services.passwords.hash(password) if password else None
+    try:
+        async with services.writer.begin() as conn:
+            user_id = await conn.scalar(
+                insert(users)
+                .values(
+                    **{"active": True, **fields},
+                    password_hash=password_hash,
+                    security_version=1,
+                    created_on=now,
+                    updated_on=now,
+                )
+                .returning(users.c.id)
+            )
+            await _assign(conn, services, int(user_id or 0), roles=roles, groups=groups)
+    except IntegrityError as exc:
+        raise Conflict("that login is already taken", field="login") from exc
+    return await get_user(services, actor, int(user_id or 0))
+
+
+async def update_user(
+    services: Services, actor: Principal, user_id: int, data: Mapping[str, Any]
+) -> UserView:
+    """Apply a partial change (PATCH semantics)."""
+    actor.require(Permission.MANAGE_USERS)
+    fields = _parse(services, actor, data, partial=True)
+    await _check_target(services, actor, user_id)
+    if user_id == actor.user_id and (locked := sorted(_SELF_LOCKED & fields.keys())):
+        raise Forbidden(f"you cannot change your own {', '.join(locked)}")
+    _check_grants(services, actor, fields)
+    password = fields.pop("password", None)
+    roles = fields.pop("roles", None)
+    groups = fields.pop("groups", None)
+    if password:
+        fields["password_hash"] = await services.passwords.hash(password)
+    users = services.schema.system.users
+    await evict_user(services, user_id)
+    try:
+        async with services.writer.begin() as conn:
+            current = (
+                await conn.execute(
+                    select(users.c.valid_from, users.c.valid_to).where(users.c.id == user_id)
+                )
+            ).one()
+            _check_window(
+                fields.get("valid_from", current.valid_from),
+                fields.get("valid_to", current.valid_to),
+            )
+            await conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(
+                    **fields,
+                    security_version=users.c.security_version + 1,
+                    updated_on=services.clock(),
+                )
+            )
+            await _assign(conn, services, user_id, roles=roles, groups=groups, replace=True)
+    except IntegrityError as exc:
+        raise Conflict("that login is already taken", field="login") from exc
+    await evict_user(services, user_id)
+    return await get_user(services, actor, user_id)
+
+
+async def delete_user(services: Services, actor: Principal, user_id: int) -> None:
+    """Delete a user with its keys and assignments; its records keep their attribution ids."""
+    actor.require(Permission.MANAGE_USERS)
+    if user_id == actor.user_id:
+        raise Forbidden("you cannot delete yourself")
+    await _check_target(services, actor, user_id)
+    users = services.schema.system.users
+    await evict_user(services, user_id)
+    async with services.writer.begin() as conn:
+        await conn.execute(delete(users).where(users.c.id == user_id))
+    await evict_user(services, user_id)
+
+
+async def _assign(
+    conn: AsyncConnection,
+    services: Services,
+    user_id: int,
+    *,
+    roles: Sequence[str] | None,
+    groups: Sequence[str] | None,
+    replace: bool = False,
+) -> None:
+    system = services.schema.system
+    if roles is not None:
+        if replace:
+            await conn.execute(
+                delete(system.user_roles).where(system.user_roles.c.user_id == user_id)
+            )
+        if roles:
+            await conn.execute(
+                insert(system.user_roles), [{"user_id": user_id, "role": r} for r in roles]
+            )
+    if groups is not None:
+        if replace:
+            await conn.execute(
+                delete(system.user_groups).where(system.user_groups.c.user_id == user_id)
+            )
+        if groups:
+            await conn.execute(
+                insert(system.user_groups), [{"user_id": user_id, "group_name": g} for g in groups]
+            )
+
+
+async def _check_target(services: Services, actor: Principal, user_id: int) -> None:
+    """The actor may manage only users whose effective roles its own cover."""
+    async with services.engine.connect() as conn:
+        snapshot = await load_user_snapshot(conn, services, user_id)
+    if snapshot is None:
+        raise NotFound(f"no user with id {user_id}")
+    theirs = effective_roles(services.tenant, snapshot.roles, snapshot.groups)
+    if not _covers(actor, theirs):
+        raise Forbidden("this user holds roles you do not hold")
+
+
+def _covers(actor: Principal, roles: frozenset[str]) -> bool:
+    return ADMIN_ROLE in actor.roles or roles <= actor.roles
+
+
+def _check_grants(services: Services, actor: Principal, fields: Mapping[str, Any]) -> None:
+    granted = effective_roles(services.tenant, fields.get("roles", ()), fields.get("groups", ()))
+    if not _covers(actor, granted):
+        extra = ", ".join(sorted(granted - actor.roles))
+        raise Forbidden(f"you cannot grant roles you do not hold: {extra}")
+
+
+def _check_window(valid_from: dt.datetime | None, valid_to: dt.datetime | None) -> None:
+    if valid_from is not None and valid_to is not None and valid_from >= valid_to:
+        raise Invalid("empty validity window", [FieldError("valid_to", "must be after valid_from")])
+
+
+# --- input ------------------------------------------------------------------------
+
+
+def _text(pattern: re.Pattern[str], message: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if isinstance(value, str) and pattern.fullmatch(value):
+            return value
+        raise ValueError(message)
+
+    return check
+
+
+def _optional(check: Callable[[object], str]) -> Callable[[object], str | None]:
+    return lambda value: None if value is None else check(value)
+
+
+def _zone(value: object) -> str:
+    if isinstance(value, str) and is_zone(value):
+        return value
+    raise ValueError("not an IANA time zone")
+
+
+def _password(value: object) -> str:
+    if isinstance(value, str) and _MIN_PASSWORD <= len(value) <= _MAX_PASSWORD:
+        return value
+    raise ValueError(f"{_MIN_PASSWORD} to {_MAX_PASSWORD} characters")
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError("must be true or false")
+
+
+def _names(known: Mapping[str, object], what: str) -> Callable[[object], list[str]]:
+    def check(value: object) -> list[str]:
+        if not (
+            isinstance(value, list)
+            and len(value) <= _MAX_ASSIGNMENTS
+            and all(isinstance(v, str) for v in value)
+        ):
+            raise ValueError(f"a list of at most {_MAX_ASSIGNMENTS} names")
+        if unknown := [v for v in value if v not in known]:
+            raise ValueError(f"unknown {what}: {', '.join(unknown)}")
+        return sorted(set(value))
+
+    return check
+
+
+_SIMPLE: dict[str, Callable[[object], object]] = {
+    "login": _text(
+        _LOGIN, "3 to 150 letters, digits or . _ @ + -, starting with a letter or digit"
+    ),
+    "email": _optional(_text(_EMAIL, "not an e-mail address")),
+    "phone": _optional(_text(_PHONE, "not a phone number")),
+    "timezone": _optional(_zone),
+    "password": _password,
+    "active": _flag,
+}
+
+
+def _parse(
+    services: Services, actor: Principal, data: Mapping[str, Any], *, partial: bool
+) -> dict[str, Any]:
+    """Validate user input shared by every transport; unknown fields are refused, not dropped."""
+    checks: dict[str, Callable[[object], object]] = {
+        **_SIMPLE,
+        "valid_from": lambda v: None if v is None else parse_instant(v, actor.zone),
+        "valid_to": lambda v: None if v is None else parse_instant(v, actor.zone),
+        "roles": _names(services.tenant.roles, "roles"),
+        "groups": _names(services.tenant.groups, "groups"),
+    }
+    errors = [FieldError(k, "unknown field") for k in data if k not in checks]
+    fields: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in checks:
+            try:
+                fields[name] = checks[name](value)
+            except ValueError as exc:
+                errors.append(FieldError(name, str(exc)))
+    if not partial and "login" not in data:
+        errors.append(FieldError("login", "is required"))
+    if not errors:
+        try:
+            _check_window(fields.get("valid_from"), fields.get("valid_to"))
+        except Invalid as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise Invalid("the user is not valid", errors)
+    return fields
+
+
+# --- bootstrap --------------------------------------------------------------------
 
 
 async def ensure_admin(services: Services, *, login: str, password: str | None) -> BootstrapResult:
@@ -31,7 +378,7 @@ async def ensure_admin(services: Services, *, login: str, password: str | None) 
 
 async def _create_admin(services: Services, *, login: str, password: str | None) -> BootstrapResult:
     users = services.schema.system.users
-    async with services.engine.begin() as conn:
+    async with services.writer.begin() as conn:
         exists = await conn.scalar(select(func.count()).where(users.c.login == login))
         if exists:
             return BootstrapResult(created=False)

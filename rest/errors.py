@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from http import HTTPStatus
 from typing import Any
 
 from litestar import Request, Response
@@ -26,6 +28,8 @@ __all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "problem"]
 
 PROBLEM_JSON = "application/problem+json"
 _log = logging.getLogger("gateway.errors")
+_PHRASES = frozenset(s.value for s in HTTPStatus)
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]{1,100})`")
 
 _STATUS: dict[type[GatewayError], int] = {
     Invalid: 422,
@@ -75,18 +79,26 @@ def _gateway_error(_request: Request[Any, Any, Any], exc: GatewayError) -> Respo
 
 
 def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    errors = None
-    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
-        errors = [
-            {"field": str(e.get("key") or e.get("source") or ""), "message": str(e.get("message"))}
-            for e in exc.extra
-            if isinstance(e, dict)
-        ]
-    code = "invalid" if isinstance(exc, ValidationException) else f"http-{exc.status_code}"
-    title = "Invalid request" if isinstance(exc, ValidationException) else str(exc.detail)
-    return problem(
-        exc.status_code, title, str(exc.detail), code=code, errors=errors, headers=exc.headers
-    )
+    if isinstance(exc, ValidationException):
+        return _validation_error(exc)
+    status = exc.status_code
+    title = HTTPStatus(status).phrase if status in _PHRASES else "Error"
+    return problem(status, title, str(exc.detail), code=f"http-{status}", headers=exc.headers)
+
+
+def _validation_error(exc: ValidationException) -> Response[dict[str, Any]]:
+    """Litestar's decoding errors: a well-formed body with bad content is 422, like ours."""
+    items = [e for e in exc.extra if isinstance(e, dict)] if isinstance(exc.extra, list) else []
+    errors = []
+    for item in items:
+        message = str(item.get("message", ""))
+        unknown = _UNKNOWN_FIELD.search(message)
+        field = unknown.group(1) if unknown else str(item.get("key") or "")
+        errors.append({"field": field, "message": "unknown field" if unknown else message})
+    in_body = bool(items) and all(str(item.get("source")) == "body" for item in items)
+    status = 422 if in_body else 400
+    title = "Invalid input" if in_body else "Invalid request"
+    return problem(status, title, str(exc.detail), code="invalid", errors=errors)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

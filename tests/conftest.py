@@ -10,6 +10,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,16 @@ if "XDG_RUNTIME_DIR" not in os.environ:
     _runtime.mkdir(mode=0o700, exist_ok=True)
     os.environ["XDG_RUNTIME_DIR"] = str(_runtime)
 
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from gateway.app import create_app
 from gateway.runtime import open_services
 from gateway.settings import DEMO_TENANT_FILE, Settings
 from resolvers.services import Services
+from resolvers.users import ensure_admin
+
+USER_PASSWORD = "a-long-password"
 
 TENANTS = Path(__file__).parent / "tenants"
 
@@ -116,3 +124,77 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     """Open services on the demo tenant with its schema migrated."""
     async with open_services(settings, migrate=True) as opened:
         yield opened
+
+
+ADMIN_LOGIN = "root"
+ADMIN_PASSWORD = "root-password-for-tests"
+
+
+@dataclass
+class Api:
+    """An in-process client of the app on `backend`, with an admin key at hand.
+
+    The app runs on the test client's own event loop: reach its database through HTTP,
+    or through `db()`, which opens separate services on the test's loop.
+    """
+
+    client: AsyncTestClient[Litestar]
+    app: Litestar
+    settings: Settings
+    admin_key: str
+
+    @property
+    def app_services(self) -> Services:
+        """The app's own services: read plain attributes only (they live on another loop)."""
+        services: Services = self.app.state.services
+        return services
+
+    def db(self) -> AbstractAsyncContextManager[Services]:
+        return open_services(self.settings, migrate=False)
+
+    @staticmethod
+    def auth(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    async def create_user(
+        self, login: str, *, password: str = USER_PASSWORD, **fields: object
+    ) -> int:
+        """Create a user through the API as the admin; returns its id."""
+        response = await self.client.post(
+            "/api/v1/users",
+            json={"login": login, "password": password, **fields},
+            headers=self.auth(self.admin_key),
+        )
+        assert response.status_code == 201, response.text
+        user_id: int = response.json()["id"]
+        return user_id
+
+    async def login(self, login: str, password: str = USER_PASSWORD, **extra: object) -> str:
+        """Exchange a login and password for a key; returns the key."""
+        response = await self.client.post(
+            "/api/v1/auth/keys",
+            json={"login": login, "password": password, "name": "test", **extra},
+        )
+        assert response.status_code == 201, response.text
+        key: str = response.json()["key"]
+        return key
+
+
+async def start_api(settings: Settings) -> AsyncIterator[Api]:
+    async with open_services(settings, migrate=True) as services:
+        await ensure_admin(services, login=ADMIN_LOGIN, password=ADMIN_PASSWORD)
+    app = create_app(settings)
+    async with AsyncTestClient(app) as client:
+        response = await client.post(
+            "/api/v1/auth/keys",
+            json={"login": ADMIN_LOGIN, "password": ADMIN_PASSWORD, "name": "admin"},
+        )
+        assert response.status_code == 201, response.text
+        yield Api(client=client, app=app, settings=settings, admin_key=response.json()["key"])
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    """The demo tenant's app on `backend`, with the admin `root` and a key for it."""
+    async for started in start_api(settings):
+        yield started

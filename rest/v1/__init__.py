@@ -1,0 +1,25 @@
+"""Version 1 of the REST API, mounted at `/api/v1`."""
+
+from __future__ import annotations
+
+from litestar import Router
+from litestar.di import Provide
+
+from rest.v1.keys import KeysController, OthersKeysController
+from rest.v1.security import private_responses, provide_principal, refuse_keys_in_query
+from rest.v1.users import UsersController
+
+__all__ = ["v1_router"]
+
+
+def v1_router(*, trusted_proxies: frozenset[str]) -> Router:
+    return Router(
+        path="/api/v1",
+        route_handlers=[KeysController, OthersKeysController, UsersController],
+        dependencies={
+            "principal": Provide(provide_principal),
+            "trusted_proxies": Provide(lambda: trusted_proxies, sync_to_thread=False),
+        },
+        before_request=refuse_keys_in_query,
+        after_request=private_responses,
+    )

@@ -1,0 +1,72 @@
+"""Authentication at the HTTP edge: where a key may come from, and who the client is.
+
+The decision itself (is this key valid, for whom, with what rights) is made by
+`resolvers.auth.authenticate`, shared with GraphQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response
+from litestar.datastructures import Headers
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException
+
+from resolvers.auth import authenticate
+from resolvers.principal import Principal
+from resolvers.services import Services
+
+__all__ = [
+    "client_address",
+    "presented_key",
+    "private_responses",
+    "provide_principal",
+    "refuse_keys_in_query",
+]
+
+_KEY_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "access_token", "key"})
+
+
+def presented_key(headers: Headers) -> str | None:
+    """The key from `Authorization: Bearer <key>`, else from `X-API-Key`."""
+    authorization = headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return headers.get("x-api-key") or None
+
+
+async def provide_principal(
+    request: Request[Any, Any, Any], services: NamedDependency[Services]
+) -> Principal:
+    return await authenticate(services, presented_key(request.headers))
+
+
+def refuse_keys_in_query(request: Request[Any, Any, Any]) -> None:
+    """Keys in URLs leak into logs and histories: refuse them outright (400)."""
+    for name, value in request.query_params.items():
+        if name.lower() in _KEY_PARAMETERS or str(value).startswith("jgw_"):
+            raise ClientException(
+                "API keys are not accepted in the query string; "
+                "send `Authorization: Bearer <key>` or `X-API-Key`."
+            )
+
+
+def client_address(request: Request[Any, Any, Any], trusted_proxies: frozenset[str]) -> str:
+    """The peer address, or the nearest untrusted X-Forwarded-For hop behind trusted proxies."""
+    peer = request.client.host if request.client else "unknown"
+    if peer not in trusted_proxies:
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted_proxies:
+            return hop
+    return peer
+
+
+def private_responses(response: Response[Any]) -> Response[Any]:
+    """Responses to API requests are per key: never stored by shared caches."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["Vary"] = "Authorization, X-API-Key"
+    return response

@@ -1,0 +1,96 @@
+"""`/api/v1/users`: user administration (needs manageUsers; rules in resolvers.users)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from resolvers import users
+from resolvers.principal import Principal
+from resolvers.services import Services
+
+__all__ = ["UsersController"]
+
+_Name = Annotated[str, msgspec.Meta(max_length=150)]
+
+
+class UserIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Fields of a user; on PATCH only the fields sent change. `password` is write-only."""
+
+    login: str | msgspec.UnsetType = msgspec.UNSET
+    email: str | msgspec.UnsetType | None = msgspec.UNSET
+    phone: str | msgspec.UnsetType | None = msgspec.UNSET
+    password: str | msgspec.UnsetType = msgspec.UNSET
+    timezone: str | msgspec.UnsetType | None = msgspec.UNSET
+    valid_from: str | msgspec.UnsetType | None = msgspec.UNSET
+    """ISO 8601; naive means the caller's zone."""
+    valid_to: str | msgspec.UnsetType | None = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+    roles: list[_Name] | msgspec.UnsetType = msgspec.UNSET
+    groups: list[_Name] | msgspec.UnsetType = msgspec.UNSET
+
+    def changes(self) -> dict[str, Any]:
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not msgspec.UNSET
+        }
+
+
+class UsersController(Controller):
+    path = "/users"
+    tags = ("users",)
+
+    @get("/")
+    async def list_users(
+        self,
+        services: NamedDependency[Services],
+        principal: NamedDependency[Principal],
+        limit: Annotated[int, QueryParameter(name="_limit", ge=1, le=users.MAX_PAGE)] = 100,
+        offset: Annotated[int, QueryParameter(name="_offset", ge=0)] = 0,
+    ) -> list[users.UserView]:
+        """Users in id order."""
+        return await users.list_users(services, principal, limit=limit, offset=offset)
+
+    @post("/")
+    async def create(
+        self,
+        data: JSONBody[UserIn],
+        services: NamedDependency[Services],
+        principal: NamedDependency[Principal],
+    ) -> users.UserView:
+        """Create a user; roles and groups only within the caller's own."""
+        return await users.create_user(services, principal, data.changes())
+
+    @get("/{user_id:int}")
+    async def get_one(
+        self,
+        user_id: Annotated[int, PathParameter(gt=0)],
+        services: NamedDependency[Services],
+        principal: NamedDependency[Principal],
+    ) -> users.UserView:
+        return await users.get_user(services, principal, user_id)
+
+    @patch("/{user_id:int}")
+    async def update(
+        self,
+        user_id: Annotated[int, PathParameter(gt=0)],
+        data: JSONBody[UserIn],
+        services: NamedDependency[Services],
+        principal: NamedDependency[Principal],
+    ) -> users.UserView:
+        """Change the fields sent; the user's keys see the change on their next request."""
+        return await users.update_user(services, principal, user_id, data.changes())
+
+    @delete("/{user_id:int}")
+    async def remove(
+        self,
+        user_id: Annotated[int, PathParameter(gt=0)],
+        services: NamedDependency[Services],
+        principal: NamedDependency[Principal],
+    ) -> None:
+        await users.delete_user(services, principal, user_id)
