@@ -174,6 +174,32 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("GATEWAY_ADMIN_LOGIN", "admin", "Login of the admin created on first start."),
     ("GATEWAY_ADMIN_PASSWORD", "generated", "Its password; unset: generated and printed once."),
     (
+        "GATEWAY_LOGIN_MAX_FAILURES",
+        "5",
+        "Failed logins per account per window; then 429 until the window ends.",
+    ),
+    (
+        "GATEWAY_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        "50",
+        "Failed logins per client address per window.",
+    ),
+    ("GATEWAY_LOGIN_WINDOW", "900", "Seconds of the failed-login window."),
+    (
+        "GATEWAY_HASH_CONCURRENCY",
+        "4",
+        "Password hashes at once per worker; excess waits 2 s, then 503 with Retry-After.",
+    ),
+    (
+        "GATEWAY_TRUSTED_PROXIES",
+        "none",
+        "Comma-separated proxy addresses whose X-Forwarded-For is believed.",
+    ),
+    (
+        "GATEWAY_CORS_ORIGINS",
+        "none (CORS off)",
+        "Comma-separated browser origins allowed by CORS.",
+    ),
+    (
         "GATEWAY_PASSWORD_PROFILE",
         "rfc9106_low_memory",
         "argon2id parameters; `test` is a cheap profile for test suites only.",

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import insert, inspect, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from resolvers.migrate import DestructiveMigrationRefused, apply_plan, plan_migration
@@ -169,3 +170,21 @@ best_book = { kind = "reference", to = "Book" }
                 created_on=NOW, updated_on=NOW, name="Herbert", best_book=book
             )
         )
+
+
+async def test_a_failing_step_rolls_back_the_whole_plan(engine: AsyncEngine) -> None:
+    await migrate(engine, tenant())
+    schema = build_schema(tenant())
+    await add_book(engine, schema, title="Dune", pages=412)
+    await add_book(engine, schema, title="Dune", pages=500)
+    # A new column, then a unique index that the duplicate titles make impossible.
+    failing = tenant(
+        'isbn = { kind = "string" }\n',
+        base=BASE.replace(
+            'kind = "string", required = true', 'kind = "string", required = true, unique = true'
+        ),
+    )
+    with pytest.raises(IntegrityError):
+        await migrate(engine, failing)
+    assert "isbn" not in await columns(engine, "c_book")
+    assert await migrate(engine, tenant()) == []

@@ -1,0 +1,57 @@
+"""The real gateway app plus two benchmark-only routes, for ``bench/auth_overhead/run.py``.
+
+``GET /bench/whoami`` is guarded by the real key check (``provide_principal``, as on
+``/api/v1``) and answers ``{"user": <login>}``; ``GET /bench/anon`` is its twin without
+the dependency and answers ``{"user": null}``. Both sit in one router with the same
+before/after-request hooks as ``/api/v1``, so the dependency is the only difference.
+Not part of the product.
+
+Serve with ``granian --interface asgi --factory app:create_bench_app`` (settings from
+``GATEWAY_*`` variables).
+"""
+
+from __future__ import annotations
+
+import os
+
+from litestar import Litestar, Router, get
+from litestar.di import Provide
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from resolvers.principal import Principal
+from rest.v1.security import private_responses, provide_principal, refuse_keys_in_query
+
+__all__ = ["bench_router", "build", "create_bench_app"]
+
+
+@get("/whoami", dependencies={"principal": Provide(provide_principal)})
+async def whoami(principal: Principal) -> dict[str, str | None]:
+    return {"user": principal.login}
+
+
+@get("/anon")
+async def anon() -> dict[str, str | None]:
+    return {"user": None}
+
+
+def bench_router() -> Router:
+    return Router(
+        path="/bench",
+        route_handlers=[whoami, anon],
+        before_request=refuse_keys_in_query,
+        after_request=private_responses,
+        include_in_schema=False,
+    )
+
+
+def build(settings: Settings) -> Litestar:
+    """The app `create_app(settings)` builds, with the two benchmark routes registered."""
+    app = create_app(settings)
+    app.register(bench_router())
+    return app
+
+
+def create_bench_app() -> Litestar:
+    """Factory for granian: settings from the environment, like `gateway serve`."""
+    return build(Settings.from_env(os.environ))
