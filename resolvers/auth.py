@@ -33,8 +33,8 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from resolvers import ratelimit
-from resolvers.errors import FieldError, Invalid, NotFound, Unauthenticated
-from resolvers.principal import Principal, UserState, build_principal
+from resolvers.errors import FieldError, Forbidden, Invalid, NotFound, Unauthenticated
+from resolvers.principal import Principal, UserState, build_principal, effective_roles
 from resolvers.services import CACHE_ERRORS, Services
 from resolvers.tenant import Permission
 from resolvers.timezones import parse_instant
@@ -109,32 +109,7 @@ class _Snapshot(msgspec.Struct, frozen=True):
     digest: str
     expires_at: dt.datetime | None
     revoked: bool
-    user: _UserSnapshot
-
-
-class _UserSnapshot(msgspec.Struct, frozen=True):
-    id: int
-    login: str
-    active: bool
-    valid_from: dt.datetime | None
-    valid_to: dt.datetime | None
-    timezone: str | None
-    roles: tuple[str, ...]
-    groups: tuple[str, ...]
-    security_version: int
-
-    def state(self) -> UserState:
-        return UserState(
-            id=self.id,
-            login=self.login,
-            active=self.active,
-            valid_from=self.valid_from,
-            valid_to=self.valid_to,
-            timezone=self.timezone,
-            roles=self.roles,
-            groups=self.groups,
-            security_version=self.security_version,
-        )
+    user: UserState
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -167,7 +142,7 @@ async def authenticate(services: Services, raw_key: str | None) -> Principal:
     if not hmac.compare_digest(bytes.fromhex(snapshot.digest), _digest(secret)):
         raise Unauthenticated("unknown API key")
     now = services.clock()
-    user = snapshot.user.state()
+    user = snapshot.user
     if snapshot.revoked:
         raise Unauthenticated("this API key has been revoked")
     if snapshot.expires_at is not None and now >= snapshot.expires_at:
@@ -235,7 +210,7 @@ async def _load_snapshot(services: Services, public_id: str) -> _Snapshot | None
 
 async def load_user_snapshot(
     conn: AsyncConnection, services: Services, user_id: int
-) -> _UserSnapshot | None:
+) -> UserState | None:
     system = services.schema.system
     user = (
         await conn.execute(select(system.users).where(system.users.c.id == user_id))
@@ -248,7 +223,7 @@ async def load_user_snapshot(
     groups = await conn.scalars(
         select(system.user_groups.c.group_name).where(system.user_groups.c.user_id == user_id)
     )
-    return _UserSnapshot(
+    return UserState(
         id=user.id,
         login=user.login,
         active=user.active,
@@ -312,8 +287,11 @@ async def issue_key_with_password(
     stored = row.password_hash if row is not None else None
     verification = await services.passwords.verify_or_dummy(stored, password[:_MAX_PASSWORD])
     if row is None or not verification.ok:
-        await ratelimit.record_failure(services, account=account, address=address)
+        if await ratelimit.record_failure(services, account=account, address=address):
+            await ratelimit.check(services, [account, address])
         raise Unauthenticated("invalid login or password")
+    # Locked by concurrent failures while this one verified: answer as they are answered.
+    await ratelimit.check(services, [account, address])
     await ratelimit.reset(services, account)
     if verification.new_hash is not None:
         async with services.writer.begin() as conn:
@@ -337,7 +315,7 @@ async def principal_for_user(services: Services, user_id: int) -> Principal | No
         snapshot = await load_user_snapshot(conn, services, user_id)
     if snapshot is None:
         return None
-    state = snapshot.state()
+    state = snapshot
     if not state.active or not state.within_window(services.clock()):
         return None
     return build_principal(services.tenant, state)
@@ -351,7 +329,8 @@ async def issue_key(
     name: str,
     expires_at: object = None,
 ) -> tuple[IssuedKey, KeyOwner]:
-    """Create a key for `user_id`; for someone else, `actor` needs generateOthersApiKeys.
+    """Create a key for `user_id`; for someone else, `actor` needs generateOthersApiKeys
+    and every role that user holds (as for managing it).
 
     `expires_at` is an ISO 8601 instant (naive: the actor's zone) or None.
     """
@@ -363,6 +342,10 @@ async def issue_key(
         snapshot = await load_user_snapshot(conn, services, user_id)
     if snapshot is None:
         raise NotFound(f"no user with id {user_id}")
+    owner = build_principal(services.tenant, snapshot)
+    if user_id != actor.user_id and not actor.covers(owner.roles):
+        # A key acts as its user: minting one must not grant the actor roles it lacks.
+        raise Forbidden("this user holds roles you do not hold")
     now = services.clock()
     bounded = _bounded_expiry(requested, snapshot.valid_to, now)
     public_id = secrets.token_hex(8)
@@ -391,8 +374,7 @@ async def issue_key(
         expires_at=bounded.astimezone(actor.zone) if bounded else None,
         revoked_on=None,
     )
-    owner = KeyOwner.of(build_principal(services.tenant, snapshot.state()))
-    return IssuedKey(key=key, secret=f"jgw_{public_id}_{secret}"), owner
+    return IssuedKey(key=key, secret=f"jgw_{public_id}_{secret}"), KeyOwner.of(owner)
 
 
 def _check_name(name: str) -> None:
@@ -471,7 +453,7 @@ async def list_keys(services: Services, actor: Principal) -> list[ApiKey]:
 
 
 async def revoke_key(services: Services, actor: Principal, key_id: int) -> None:
-    """Revoke one key: the caller's own, or anyone's with manageUsers."""
+    """Revoke one key: the caller's own, or, with manageUsers, one of a user it covers."""
     keys = services.schema.system.api_keys
     async with services.engine.connect() as conn:
         row = (
@@ -479,9 +461,16 @@ async def revoke_key(services: Services, actor: Principal, key_id: int) -> None:
         ).one_or_none()
     if row is None:
         raise NotFound(f"no API key with id {key_id}")
-    if row.user_id != actor.user_id and not actor.has(Permission.MANAGE_USERS):
-        # Someone else's key is indistinguishable from a missing one.
-        raise NotFound(f"no API key with id {key_id}")
+    if row.user_id != actor.user_id:
+        if not actor.has(Permission.MANAGE_USERS):
+            # Someone else's key is indistinguishable from a missing one.
+            raise NotFound(f"no API key with id {key_id}")
+        async with services.engine.connect() as conn:
+            owner = await load_user_snapshot(conn, services, row.user_id)
+        if owner is not None and not actor.covers(
+            effective_roles(services.tenant, owner.roles, owner.groups)
+        ):
+            raise Forbidden("this key's user holds roles you do not hold")
     await _evict(services, [row.public_id])
     async with services.writer.begin() as conn:
         await conn.execute(

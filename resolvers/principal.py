@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from resolvers.errors import Forbidden
-from resolvers.tenant import Permission, Right, Tenant, TypeRights
+from resolvers.tenant import ADMIN_ROLE, Permission, Right, Tenant, TypeRights
 from resolvers.timezones import display_zone
 
 __all__ = ["EffectiveRights", "Principal", "Scope", "UserState", "build_principal"]
@@ -64,8 +66,7 @@ _NO_RIGHTS = EffectiveRights(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class UserState:
+class UserState(msgspec.Struct, frozen=True):
     """What authentication knows of a user; cached with its key, checked on every request."""
 
     id: int
@@ -106,6 +107,14 @@ class Principal:
 
     def on(self, type_name: str) -> EffectiveRights:
         return self.rights.get(type_name, _NO_RIGHTS)
+
+    def covers(self, roles: frozenset[str]) -> bool:
+        """Whether this principal holds every one of `roles` (the admin holds them all).
+
+        Acting on another user — managing it, minting or revoking its keys — requires
+        this, so that no one gains rights through someone more powerful.
+        """
+        return ADMIN_ROLE in self.roles or roles <= self.roles
 
 
 def effective_roles(tenant: Tenant, roles: Iterable[str], groups: Iterable[str]) -> frozenset[str]:

@@ -61,15 +61,24 @@ async def check(services: Services, subjects: list[str]) -> None:
         )
 
 
-async def record_failure(services: Services, *, account: str, address: str) -> None:
+async def record_failure(services: Services, *, account: str, address: str) -> bool:
+    """Count one failure for both subjects; True when either was already at its limit.
+
+    Concurrent attempts all pass `check` before any failure is recorded; those counted
+    past the limit must be answered as locked, or a burst would test many passwords.
+    """
     limits = services.login_limits
     now = services.clock()
     async with services.writer.begin() as conn:
         table = services.schema.system.login_failures
-        await conn.execute(_count(conn, table, account, limits.max_failures, limits.window, now))
-        await conn.execute(
-            _count(conn, table, address, limits.max_failures_per_address, limits.window, now)
-        )
+        over = False
+        for subject, limit in (
+            (account, limits.max_failures),
+            (address, limits.max_failures_per_address),
+        ):
+            failures = await conn.scalar(_count(conn, table, subject, limit, limits.window, now))
+            over = over or (failures or 0) > limit
+    return over
 
 
 async def reset(services: Services, subject: str) -> None:
@@ -86,7 +95,8 @@ def _count(  # noqa: PLR0917 - a private statement builder
     window: dt.timedelta,
     now: dt.datetime,
 ) -> Executable:
-    """Add one failure to `subject`'s window in one atomic upsert, locking it at the limit.
+    """Add one failure to `subject`'s window in one atomic upsert, locking it at the limit;
+    returns the count it reached.
 
     Every right-hand side reads the row as it was, on both backends, so concurrent
     failures from many workers all count.
@@ -110,4 +120,4 @@ def _count(  # noqa: PLR0917 - a private statement builder
             "window_end": window_end,
             "locked_until": case((failures >= limit, window_end), else_=null()),
         },
-    )
+    ).returning(table.c.failures)

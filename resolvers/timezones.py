@@ -9,6 +9,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 __all__ = ["display_zone", "is_zone", "parse_instant"]
 
 _MAX_INSTANT = 64
+# Instants every display zone can render: near year 1 or 9999 `astimezone` overflows in
+# some zones, and a stored value there would break every later read.
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 # IANA zone keys are letters, digits, "_", "-", "+" in "/"-separated parts; anything else
 # (absolute or relative paths, NUL bytes) never reaches the filesystem.
@@ -49,8 +53,18 @@ def parse_instant(value: object, zone: ZoneInfo) -> dt.datetime:
     """An ISO 8601 instant; a naive one is read in `zone` (DESIGN §6). Returns aware UTC.
 
     A naive time that does not exist in `zone` (skipped by a DST change) or exists twice
-    (repeated by one) is refused rather than guessed.
+    (repeated by one) is refused rather than guessed, and so is one outside 1900 to 9998.
     """
+    try:
+        instant = _parse_instant(value, zone)
+    except OverflowError:
+        instant = None
+    if instant is None or not EARLIEST <= instant < LATEST:
+        raise ValueError(f"must lie between {EARLIEST:%Y} and {LATEST:%Y}")
+    return instant
+
+
+def _parse_instant(value: object, zone: ZoneInfo) -> dt.datetime:
     if isinstance(value, dt.datetime):
         parsed = value
     elif isinstance(value, str) and len(value) <= _MAX_INSTANT:

@@ -15,8 +15,9 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -42,6 +43,7 @@ _SELF_LOCKED = frozenset({"roles", "groups", "active", "valid_from", "valid_to"}
 _LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{2,149}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
 _PHONE = re.compile(r"\+?[0-9][0-9 ().-]{3,30}")
+_MAX_EMAIL = 254  # the column's width; PostgreSQL refuses longer values
 _MIN_PASSWORD, _MAX_PASSWORD = 10, 1024
 _MAX_ASSIGNMENTS = 50
 MAX_PAGE = 1000
@@ -82,49 +84,64 @@ async def list_users(
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise Invalid("bad paging", [FieldError("limit", f"1 to {MAX_PAGE}; offset >= 0")])
     users = services.schema.system.users
+    query = select(users).order_by(users.c.id).limit(limit).offset(offset)
     async with services.engine.connect() as conn:
-        ids = (
-            await conn.scalars(select(users.c.id).order_by(users.c.id).limit(limit).offset(offset))
-        ).all()
-        return [await _view(conn, services, actor, user_id) for user_id in ids]
+        return await _views(conn, services, actor, query)
 
 
 async def get_user(services: Services, actor: Principal, user_id: int) -> UserView:
     actor.require(Permission.MANAGE_USERS)
+    users = services.schema.system.users
     async with services.engine.connect() as conn:
-        return await _view(conn, services, actor, user_id)
-
-
-async def _view(
-    conn: AsyncConnection, services: Services, actor: Principal, user_id: int
-) -> UserView:
-    system = services.schema.system
-    row = (
-        await conn.execute(select(system.users).where(system.users.c.id == user_id))
-    ).one_or_none()
-    if row is None:
+        found = await _views(conn, services, actor, select(users).where(users.c.id == user_id))
+    if not found:
         raise NotFound(f"no user with id {user_id}")
-    roles = await conn.scalars(
-        select(system.user_roles.c.role).where(system.user_roles.c.user_id == user_id)
-    )
-    groups = await conn.scalars(
-        select(system.user_groups.c.group_name).where(system.user_groups.c.user_id == user_id)
-    )
+    return found[0]
+
+
+async def _views(
+    conn: AsyncConnection, services: Services, actor: Principal, query: Select[Any]
+) -> list[UserView]:
+    """Render the users `query` selects, with their roles and groups, in three queries."""
+    system = services.schema.system
+    rows = (await conn.execute(query)).all()
+    ids = [row.id for row in rows]
+    roles: dict[int, list[str]] = {i: [] for i in ids}
+    groups: dict[int, list[str]] = {i: [] for i in ids}
+    for user_id, role in await conn.execute(
+        select(system.user_roles.c.user_id, system.user_roles.c.role).where(
+            system.user_roles.c.user_id.in_(ids)
+        )
+    ):
+        roles[user_id].append(role)
+    for user_id, group in await conn.execute(
+        select(system.user_groups.c.user_id, system.user_groups.c.group_name).where(
+            system.user_groups.c.user_id.in_(ids)
+        )
+    ):
+        groups[user_id].append(group)
     zone = actor.zone
-    return UserView(
-        id=row.id,
-        login=row.login,
-        email=row.email,
-        phone=row.phone,
-        timezone=row.timezone,
-        valid_from=row.valid_from.astimezone(zone) if row.valid_from else None,
-        valid_to=row.valid_to.astimezone(zone) if row.valid_to else None,
-        active=row.active,
-        roles=tuple(sorted(roles)),
-        groups=tuple(sorted(groups)),
-        created_on=row.created_on.astimezone(zone),
-        updated_on=row.updated_on.astimezone(zone),
-    )
+
+    def local(value: dt.datetime | None) -> dt.datetime | None:
+        return value.astimezone(zone) if value is not None else None
+
+    return [
+        UserView(
+            id=row.id,
+            login=row.login,
+            email=row.email,
+            phone=row.phone,
+            timezone=row.timezone,
+            valid_from=local(row.valid_from),
+            valid_to=local(row.valid_to),
+            active=row.active,
+            roles=tuple(sorted(roles[row.id])),
+            groups=tuple(sorted(groups[row.id])),
+            created_on=row.created_on.astimezone(zone),
+            updated_on=row.updated_on.astimezone(zone),
+        )
+        for row in rows
+    ]
 
 
 # --- writing ----------------------------------------------------------------------
@@ -253,17 +270,13 @@ async def _check_target(services: Services, actor: Principal, user_id: int) -> N
     if snapshot is None:
         raise NotFound(f"no user with id {user_id}")
     theirs = effective_roles(services.tenant, snapshot.roles, snapshot.groups)
-    if not _covers(actor, theirs):
+    if not actor.covers(theirs):
         raise Forbidden("this user holds roles you do not hold")
-
-
-def _covers(actor: Principal, roles: frozenset[str]) -> bool:
-    return ADMIN_ROLE in actor.roles or roles <= actor.roles
 
 
 def _check_grants(services: Services, actor: Principal, fields: Mapping[str, Any]) -> None:
     granted = effective_roles(services.tenant, fields.get("roles", ()), fields.get("groups", ()))
-    if not _covers(actor, granted):
+    if not actor.covers(granted):
         extra = ", ".join(sorted(granted - actor.roles))
         raise Forbidden(f"you cannot grant roles you do not hold: {extra}")
 
@@ -287,6 +300,17 @@ def _text(pattern: re.Pattern[str], message: str) -> Callable[[object], str]:
 
 def _optional(check: Callable[[object], str]) -> Callable[[object], str | None]:
     return lambda value: None if value is None else check(value)
+
+
+def _email(value: object) -> str:
+    if isinstance(value, str) and len(value) <= _MAX_EMAIL and _EMAIL.fullmatch(value):
+        return value
+    raise ValueError(f"not an e-mail address of at most {_MAX_EMAIL} characters")
+
+
+def _instant(zone: ZoneInfo) -> Callable[[object], dt.datetime | None]:
+    """An ISO 8601 instant, naive ones read in the actor's zone."""
+    return lambda value: None if value is None else parse_instant(value, zone)
 
 
 def _zone(value: object) -> str:
@@ -326,7 +350,7 @@ _SIMPLE: dict[str, Callable[[object], object]] = {
     "login": _text(
         _LOGIN, "3 to 150 letters, digits or . _ @ + -, starting with a letter or digit"
     ),
-    "email": _optional(_text(_EMAIL, "not an e-mail address")),
+    "email": _optional(_email),
     "phone": _optional(_text(_PHONE, "not a phone number")),
     "timezone": _optional(_zone),
     "password": _password,
@@ -340,8 +364,8 @@ def _parse(
     """Validate user input shared by every transport; unknown fields are refused, not dropped."""
     checks: dict[str, Callable[[object], object]] = {
         **_SIMPLE,
-        "valid_from": lambda v: None if v is None else parse_instant(v, actor.zone),
-        "valid_to": lambda v: None if v is None else parse_instant(v, actor.zone),
+        "valid_from": _instant(actor.zone),
+        "valid_to": _instant(actor.zone),
         "roles": _names(services.tenant.roles, "roles"),
         "groups": _names(services.tenant.groups, "groups"),
     }

@@ -60,7 +60,11 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
-    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    # An error may answer a keyed request: never let a shared cache keep it.
+    private = {"Cache-Control": "no-store", "Vary": "Authorization, X-API-Key"}
+    return Response(
+        body, status_code=status, media_type=PROBLEM_JSON, headers={**private, **(headers or {})}
+    )
 
 
 def _gateway_error(_request: Request[Any, Any, Any], exc: GatewayError) -> Response[dict[str, Any]]:

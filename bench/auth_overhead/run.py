@@ -103,7 +103,9 @@ async def issue_bench_key(settings: Settings) -> str:
 
 
 @contextmanager
-def running(cmd: list[str], env: Mapping[str, str], url: str, timeout: float = 60.0) -> Iterator[None]:
+def running(
+    cmd: list[str], env: Mapping[str, str], url: str, timeout: float = 60.0
+) -> Iterator[None]:
     """Start the server in its own process group, wait until it is ready, always stop it."""
     proc = subprocess.Popen([*PIN_SERVER, *cmd], cwd=HERE, env=env, start_new_session=True)
     try:
@@ -134,7 +136,8 @@ def running(cmd: list[str], env: Mapping[str, str], url: str, timeout: float = 6
 
 def command_calls(client: valkey.Valkey) -> Counter[str]:
     """Calls per command since Valkey started, without our own INFO calls."""
-    stats: dict[str, dict[str, int]] = client.info("commandstats")
+    stats = client.info("commandstats")
+    assert isinstance(stats, dict)  # noqa: S101 - the sync client answers synchronously
     calls = Counter({k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()})
     del calls["info"]
     return calls
@@ -206,30 +209,31 @@ def markdown(runs: list[dict[str, Any]], mean: dict[str, float], overhead: float
     return "\n".join(lines)
 
 
-def main() -> None:
-    if shutil.which("wrk") is None or shutil.which("taskset") is None:
-        sys.exit("this benchmark needs wrk and taskset")
-    with tempfile.TemporaryDirectory(prefix="jgw-bench-") as tmp, valkey_on_client_core(
-        Path(tmp) / "valkey"
-    ) as valkey_url:
+def server_cmd(port: int) -> list[str]:
+    """One granian worker serving the benchmark app factory, access log off."""
+    return [
+        *(sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1"),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        *("--no-access-log", "app:create_bench_app"),
+    ]
+
+
+def measure(tmp: Path, cmd: list[str], port: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Set everything up under `tmp`, run the alternating loads, tear everything down."""
+    with valkey_on_client_core(tmp / "valkey") as valkey_url:
         env = {
             **os.environ,
-            "GATEWAY_DATA_DIR": str(Path(tmp) / "data"),
+            "GATEWAY_DATA_DIR": str(tmp / "data"),
             "GATEWAY_VALKEY_URL": valkey_url,
             "GATEWAY_PASSWORD_PROFILE": "test",
             "GATEWAY_LOG_LEVEL": "warning",
         }
         key = asyncio.run(issue_bench_key(Settings.from_env(env)))
-        port = free_port()
         base = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
-        cmd += ["--workers", "1", "--host", "127.0.0.1", "--port", str(port)]
-        cmd += ["--log-level", "warning", "--no-access-log", "app:create_bench_app"]
         headers = {"Authorization": f"Bearer {key}"}
-        client = valkey.Valkey.from_url(valkey_url)
         runs: list[dict[str, Any]] = []
-        with running(cmd, env, f"{base}/readyz"):
-            for route in ("anon", "whoami"):
+        with valkey.Valkey.from_url(valkey_url) as client, running(cmd, env, f"{base}/readyz"):
+            for route in ORDER[:2]:
                 httpx.get(f"{base}/bench/{route}", headers=headers).raise_for_status()
             sequential = {
                 r: sequential_commands(f"{base}/bench/{r}", headers, client) for r in ORDER[:2]
@@ -238,14 +242,23 @@ def main() -> None:
                 result = load(f"{base}/bench/{route}", f"Authorization: Bearer {key}", client)
                 runs.append({"run": i, "route": route, **result})
                 print(f"run {i} {route}: {result['rps']:.0f} req/s", file=sys.stderr)
-        client.close()
+    return runs, sequential
+
+
+def main() -> None:
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        sys.exit("this benchmark needs wrk and taskset")
+    port = free_port()
+    cmd = server_cmd(port)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="jgw-bench-") as tmp:
+        runs, sequential = measure(Path(tmp), cmd, port)
 
     mean = {r: statistics.fmean(x["rps"] for x in runs if x["route"] == r) for r in ORDER[:2]}
     overhead = 1 - mean["whoami"] / mean["anon"]
     wrk = subprocess.run(["wrk", "-v"], check=False, capture_output=True, text=True)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, check=False, capture_output=True, text=True
-    )
+    git = ["git", "rev-parse", "--short", "HEAD"]
+    commit = subprocess.run(git, cwd=HERE, check=False, capture_output=True, text=True)
     date = dt.datetime.now(dt.UTC).date().isoformat()
     report = {
         "date": date,
@@ -254,6 +267,7 @@ def main() -> None:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "loadavg_before_after": [load_before, os.getloadavg()],
         "versions": {p: version(p) for p in PACKAGES},
         "server": {
             "cmd": " ".join([*PIN_SERVER, "python", *cmd[1:]]),
@@ -283,8 +297,10 @@ def main() -> None:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(runs, mean, overhead))
     per = sequential["whoami"]["per_request"]
-    print(f"\nValkey commands per authenticated request (sequential): {per:.3f} "
-          f"{sequential['whoami']['commands']}")
+    print(
+        f"\nValkey commands per authenticated request (sequential): {per:.3f} "
+        f"{sequential['whoami']['commands']}"
+    )
     print(f"\nWritten: {out}")
 
 

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter, SkipValidation
 
 from resolvers import users
+from resolvers.errors import FieldError, Invalid
 from resolvers.principal import Principal
 from resolvers.services import Services
 
@@ -19,7 +20,11 @@ _Name = Annotated[str, msgspec.Meta(max_length=150)]
 
 
 class UserIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """Fields of a user; on PATCH only the fields sent change. `password` is write-only."""
+    """Fields of a user; on PATCH only the fields sent change. `password` is write-only.
+
+    This documents the body; `resolvers.users` validates it, so that a request with
+    several unknown or malformed fields hears about all of them, not just the first.
+    """
 
     login: str | msgspec.UnsetType = msgspec.UNSET
     email: str | msgspec.UnsetType | None = msgspec.UNSET
@@ -33,12 +38,15 @@ class UserIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     roles: list[_Name] | msgspec.UnsetType = msgspec.UNSET
     groups: list[_Name] | msgspec.UnsetType = msgspec.UNSET
 
-    def changes(self) -> dict[str, Any]:
-        return {
-            name: value
-            for name in self.__struct_fields__
-            if (value := getattr(self, name)) is not msgspec.UNSET
-        }
+
+_UserBody = JSONBody[SkipValidation[UserIn]]
+"""Documented as `UserIn`, received as the decoded JSON value (see `_fields`)."""
+
+
+def _fields(data: object) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise Invalid("the body must be a JSON object", [FieldError("body", "expected an object")])
+    return data
 
 
 class UsersController(Controller):
@@ -59,12 +67,12 @@ class UsersController(Controller):
     @post("/")
     async def create(
         self,
-        data: JSONBody[UserIn],
+        data: _UserBody,
         services: NamedDependency[Services],
         principal: NamedDependency[Principal],
     ) -> users.UserView:
         """Create a user; roles and groups only within the caller's own."""
-        return await users.create_user(services, principal, data.changes())
+        return await users.create_user(services, principal, _fields(data))
 
     @get("/{user_id:int}")
     async def get_one(
@@ -79,12 +87,12 @@ class UsersController(Controller):
     async def update(
         self,
         user_id: Annotated[int, PathParameter(gt=0)],
-        data: JSONBody[UserIn],
+        data: _UserBody,
         services: NamedDependency[Services],
         principal: NamedDependency[Principal],
     ) -> users.UserView:
         """Change the fields sent; the user's keys see the change on their next request."""
-        return await users.update_user(services, principal, user_id, data.changes())
+        return await users.update_user(services, principal, user_id, _fields(data))
 
     @delete("/{user_id:int}")
     async def remove(

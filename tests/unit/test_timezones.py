@@ -62,3 +62,11 @@ def test_display_zone_falls_back_to_the_tenant_then_utc() -> None:
     assert display_zone(None, "Europe/Prague").key == "Europe/Prague"
     assert display_zone("Not/AZone", "Europe/Prague").key == "Europe/Prague"
     assert display_zone(None, "").key == "UTC"
+
+
+@pytest.mark.parametrize(
+    "far", ["0001-01-01T00:00:00", "9999-12-31T23:59:59+00:00", "1899-12-31T00:00Z"]
+)
+def test_instants_outside_the_renderable_range_are_refused(far: str) -> None:
+    with pytest.raises(ValueError, match="between 1900 and 9999"):
+        parse_instant(far, PRAGUE)
