@@ -18,4 +18,4 @@ def app_from_env() -> Litestar:
     settings = Settings.from_env(os.environ)
     logging.basicConfig(level=settings.log_level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    return create_app(settings)
+    return create_app(settings, freeze_gc=True)

@@ -12,6 +12,7 @@ from valkey.asyncio import Valkey
 
 from gateway.embedded import start_embedded_valkey
 from gateway.settings import Settings
+from resolvers.batching import BatchedReads
 from resolvers.migrate import apply_plan
 from resolvers.passwords import Passwords
 from resolvers.ratelimit import LoginLimits
@@ -62,6 +63,7 @@ async def open_services(
             engine=engine,
             writer=writer(engine),
             valkey=valkey,
+            reads=BatchedReads(valkey),
             passwords=Passwords(
                 settings.password_profile, concurrency=settings.security.hash_concurrency
             ),

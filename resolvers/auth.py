@@ -133,49 +133,70 @@ async def authenticate(services: Services, raw_key: str | None) -> Principal:
     if match is None:
         raise Unauthenticated("missing or malformed API key")
     public_id, secret = match.groups()
-    snapshot = await _cached_snapshot(services, public_id)
-    if snapshot is None:
+    raw = await _cached_snapshot(services, public_id)
+    if raw is None:
         snapshot = await _load_snapshot(services, public_id)
         if snapshot is None:
             raise Unauthenticated("unknown API key")
-        await _store_snapshot(services, public_id, snapshot)
+        raw = await _store_snapshot(services, public_id, snapshot)
+    snapshot, principal = _decoded(services, raw)
     if not hmac.compare_digest(bytes.fromhex(snapshot.digest), _digest(secret)):
         raise Unauthenticated("unknown API key")
     now = services.clock()
-    user = snapshot.user
     if snapshot.revoked:
         raise Unauthenticated("this API key has been revoked")
     if snapshot.expires_at is not None and now >= snapshot.expires_at:
         raise Unauthenticated("this API key has expired")
-    if not user.active or not user.within_window(now):
+    if not snapshot.user.active or not snapshot.user.within_window(now):
         raise Unauthenticated("this API key's user is inactive or outside its validity window")
-    principal = build_principal(services.tenant, user, key_id=snapshot.key_id)
     if not principal.has(Permission.USE_API):
         raise Unauthenticated("this API key's user may not use the API")
     return principal
 
 
-async def _cached_snapshot(services: Services, public_id: str) -> _Snapshot | None:
+# (tenant, snapshot bytes read from Valkey) → their decoded form and principal. Keyed by
+# the exact bytes, an entry can never outlive a change: a change writes different bytes (or a
+# tombstone), and Valkey is still read on every request. Time-based checks (expiry,
+# validity window) run on every request regardless.
+_DECODED: dict[tuple[str, bytes], tuple[_Snapshot, Principal]] = {}
+_DECODED_LIMIT = 10_000
+
+
+def _decoded(services: Services, raw: bytes) -> tuple[_Snapshot, Principal]:
+    key = (services.tenant.digest, raw)
+    if (hit := _DECODED.get(key)) is not None:
+        return hit
+    snapshot = _DECODER.decode(raw)
+    principal = build_principal(services.tenant, snapshot.user, key_id=snapshot.key_id)
+    if len(_DECODED) >= _DECODED_LIMIT:
+        _DECODED.clear()
+    _DECODED[key] = (snapshot, principal)
+    return snapshot, principal
+
+
+async def _cached_snapshot(services: Services, public_id: str) -> bytes | None:
     try:
-        raw = await services.valkey.get(_cache_key(services, public_id))
+        raw = await services.reads.get(_cache_key(services, public_id))
     except CACHE_ERRORS:  # Valkey down: fall back to the database
         _log.warning("auth cache unavailable; checking the key in the database")
         return None
     if raw is None or raw == _TOMBSTONE:
         return None
     try:
-        return _DECODER.decode(raw)
-    except msgspec.DecodeError:
+        _decoded(services, raw)
+    except msgspec.DecodeError:  # written by another version: treat as a miss
         return None
+    return bytes(raw)
 
 
-async def _store_snapshot(services: Services, public_id: str, snapshot: _Snapshot) -> None:
+async def _store_snapshot(services: Services, public_id: str, snapshot: _Snapshot) -> bytes:
+    """Offer the snapshot to Valkey; return its bytes either way."""
+    raw = _ENCODER.encode(snapshot)
     try:
-        await services.valkey.set(
-            _cache_key(services, public_id), _ENCODER.encode(snapshot), ex=SNAPSHOT_TTL, nx=True
-        )
+        await services.valkey.set(_cache_key(services, public_id), raw, ex=SNAPSHOT_TTL, nx=True)
     except CACHE_ERRORS:  # caching is an optimisation; the answer stands
         _log.warning("auth cache unavailable; key snapshot not stored")
+    return raw
 
 
 async def _load_snapshot(services: Services, public_id: str) -> _Snapshot | None:

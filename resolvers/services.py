@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from valkey.asyncio import Valkey
 from valkey.exceptions import ValkeyError
 
+from resolvers.batching import BatchedReads
 from resolvers.passwords import Passwords
 from resolvers.ratelimit import LoginLimits
 from resolvers.storage import Schema
@@ -36,6 +37,8 @@ class Services:
     writer: AsyncEngine
     """The same pool, for transactions that write (see `storage.writer`)."""
     valkey: Valkey
+    reads: BatchedReads
+    """GETs coalesced per event-loop turn into one MGET (see `batching`)."""
     passwords: Passwords
     login_limits: LoginLimits = field(default_factory=LoginLimits)
     key_prefix: str = "jgw"

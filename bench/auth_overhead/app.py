@@ -47,7 +47,7 @@ def bench_router() -> Router:
 
 def build(settings: Settings) -> Litestar:
     """The app `create_app(settings)` builds, with the two benchmark routes registered."""
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)  # as `gateway serve` builds it
     app.register(bench_router())
     return app
 
