@@ -16,6 +16,7 @@ from gateway.settings import Settings
 from resolvers.services import Services
 from resolvers.storage import build_schema
 from resolvers.tenant import Tenant, load_tenant
+from rest.edge import GatewayApp
 from rest.errors import EXCEPTION_HANDLERS
 from rest.health import HealthController
 from rest.openapi import docs, openapi_config
@@ -46,11 +47,11 @@ def create_app(
                 gc.freeze()
             yield
 
-    return Litestar(
+    return GatewayApp(
         route_handlers=[
             HealthController,
             docs,
-            v1_router(trusted_proxies=frozenset(settings.security.trusted_proxies)),
+            v1_router(tenant, trusted_proxies=frozenset(settings.security.trusted_proxies)),
         ],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
         lifespan=[lifespan],

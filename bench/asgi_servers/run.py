@@ -14,42 +14,24 @@ Markdown table is printed.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import importlib.metadata
 import importlib.util
-import json
-import os
-import platform
-import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+# `python bench/asgi_servers/run.py` puts only this directory on sys.path; add bench/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE.parent / "results"
 CONNECTIONS, THREADS, WARMUP_S, DURATION_S = 64, 2, 3, 10
 ORDER = ("uvicorn", "granian", "uvicorn", "granian")
-HAS_TASKSET = shutil.which("taskset") is not None
-PIN_SERVER = ["taskset", "-c", "0"] if HAS_TASKSET else []
-PIN_CLIENT = ["taskset", "-c", "1"] if HAS_TASKSET else []
 PACKAGES = ("litestar", "uvicorn", "granian", "uvloop", "httptools", "httpx")
-
-
-def version(pkg: str) -> str | None:
-    try:
-        return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def server_cmd(name: str, port: int) -> list[str]:
@@ -63,62 +45,11 @@ def server_cmd(name: str, port: int) -> list[str]:
     return [sys.executable, "-m", "granian", *granian]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running(cmd: list[str], url: str, timeout: float = 30.0) -> Iterator[None]:
-    """Start a server in its own process group, wait until it answers, always stop it."""
-    proc = subprocess.Popen([*PIN_SERVER, *cmd], cwd=HERE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited early ({proc.returncode}): {cmd}")
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server not ready after {timeout}s: {cmd}")
-            time.sleep(0.1)
-        yield
-    finally:
-        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(grace)
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-            break
-
-
 def load_wrk(url: str) -> dict[str, Any]:
-    base = [*PIN_CLIENT, "wrk", f"-t{THREADS}", f"-c{CONNECTIONS}"]
-    subprocess.run([*base, f"-d{WARMUP_S}s", url], check=True, capture_output=True)
-    args = [*base, f"-d{DURATION_S}s", "--latency", url]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    pct = {
-        p: float(v) * scale[u]
-        for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
-    }
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if rps is None or set(pct) != {"50", "99"}:
-        raise RuntimeError(f"cannot parse wrk output:\n{out}")
-    errors = "; ".join(re.findall(r"^\s*((?:Non-2xx|Socket errors).*)$", out, re.M))
-    return {
-        "rps": float(rps[1]),
-        "p50_ms": pct["50"],
-        "p99_ms": pct["99"],
-        "errors": errors or None,
-    }
+    r = harness.wrk(
+        url, seconds=DURATION_S, warmup=WARMUP_S, connections=CONNECTIONS, threads=THREADS
+    )
+    return {"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors}
 
 
 async def _py_load(url: str, seconds: float) -> dict[str, Any]:
@@ -148,26 +79,15 @@ async def _py_load(url: str, seconds: float) -> dict[str, Any]:
 
 
 def load_python(url: str) -> dict[str, Any]:
-    affinity = os.sched_getaffinity(0)
-    if HAS_TASKSET:
-        os.sched_setaffinity(0, {1})
-    try:
+    with harness.on_client_cpu():
         asyncio.run(_py_load(url, WARMUP_S))
         return asyncio.run(_py_load(url, DURATION_S))
-    finally:
-        os.sched_setaffinity(0, affinity)
 
 
 def markdown(runs: list[dict[str, Any]], mean: dict[str, float], ratio: float) -> str:
-    lines = [
-        "| run | server | req/s | p50 (ms) | p99 (ms) | errors |",
-        "|---|---|---:|---:|---:|---|",
-    ]
-    lines += [
-        f"| {r['run']} | {r['server']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-        f"| {r['errors'] or '-'} |"
-        for r in runs
-    ]
+    columns = ("run", "server", "req/s", "p50 (ms)", "p99 (ms)", "errors")
+    cells = [(r["run"], r["server"], *harness.speed_cells(r), r["errors"] or "-") for r in runs]
+    lines = harness.table(columns, cells, right=columns[2:5])
     lines.append(
         f"\nMean req/s: uvicorn {mean['uvicorn']:.0f}, granian {mean['granian']:.0f}; "
         f"ratio granian/uvicorn = {ratio:.2f}"
@@ -180,14 +100,12 @@ def main() -> None:
     load = load_wrk if tool == "wrk" else load_python
     runs: list[dict[str, Any]] = []
     for i, name in enumerate(ORDER, 1):
-        port = free_port()
+        port = harness.free_port()
         url = f"http://127.0.0.1:{port}/hello"
         cmd = server_cmd(name, port)
-        with running(cmd, url):
+        with harness.running(cmd, url, cwd=HERE):
             result = load(url)
-        runs.append(
-            {"run": i, "server": name, "cmd": " ".join([*PIN_SERVER, "python", *cmd[1:]]), **result}
-        )
+        runs.append({"run": i, "server": name, "cmd": harness.shown(cmd), **result})
         print(f"run {i} {name}: {result['rps']:.0f} req/s", file=sys.stderr)
 
     mean = {
@@ -195,36 +113,24 @@ def main() -> None:
         for s in ("uvicorn", "granian")
     }
     ratio = mean["granian"] / mean["uvicorn"]
-    wrk = (
-        subprocess.run(["wrk", "-v"], check=False, capture_output=True, text=True)
-        if tool == "wrk"
-        else None
-    )
-    date = dt.datetime.now(dt.UTC).date().isoformat()
     report = {
-        "date": date,
-        "hostname": socket.gethostname(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "versions": {p: version(p) for p in PACKAGES},
+        **harness.machine(),
+        "versions": harness.versions(PACKAGES),
         "load": {
             "tool": tool,
-            "tool_version": wrk.stdout.splitlines()[0] if wrk and wrk.stdout else None,
+            "tool_version": harness.wrk_version() if tool == "wrk" else None,
             "connections": CONNECTIONS,
             "threads": THREADS if tool == "wrk" else None,
             "warmup_s": WARMUP_S,
             "duration_s": DURATION_S,
-            "server_cpu": 0 if HAS_TASKSET else None,
-            "client_cpu": 1 if HAS_TASKSET else None,
+            "server_cpu": harness.SERVER_CPU if harness.PIN_SERVER else None,
+            "client_cpu": harness.CLIENT_CPU if harness.PIN_SERVER else None,
         },
         "runs": runs,
         "mean_rps": mean,
         "ratio_granian_over_uvicorn": round(ratio, 3),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"asgi-servers-{date}-{report['hostname']}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = harness.write_results("asgi-servers", report)
     print(markdown(runs, mean, ratio))
     print(f"\nWritten: {out}")
 

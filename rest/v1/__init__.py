@@ -5,6 +5,8 @@ from __future__ import annotations
 from litestar import Router
 from litestar.di import Provide
 
+from resolvers.tenant import Tenant
+from rest.v1.collections import collection_routers
 from rest.v1.keys import KeysController, OthersKeysController
 from rest.v1.security import private_responses, provide_principal, refuse_keys_in_query
 from rest.v1.users import UsersController
@@ -12,10 +14,15 @@ from rest.v1.users import UsersController
 __all__ = ["v1_router"]
 
 
-def v1_router(*, trusted_proxies: frozenset[str]) -> Router:
+def v1_router(tenant: Tenant, *, trusted_proxies: frozenset[str]) -> Router:
     return Router(
         path="/api/v1",
-        route_handlers=[KeysController, OthersKeysController, UsersController],
+        route_handlers=[
+            KeysController,
+            OthersKeysController,
+            UsersController,
+            *collection_routers(tenant),
+        ],
         dependencies={
             "principal": Provide(provide_principal),
             "trusted_proxies": Provide(lambda: trusted_proxies, sync_to_thread=False),

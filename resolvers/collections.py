@@ -1,0 +1,640 @@
+"""Collection access: list, get, get-by-property, create, update, replace, delete.
+
+One implementation for every transport. Each call takes the acting `Principal` and
+a typed request value; permissions (per-type rights, row scopes, hidden and
+read-only fields) are enforced here, so REST and GraphQL cannot differ. Records
+outside the caller's read scope do not exist for it (404), and writes are limited to
+the update/delete scope as well.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy import ColumnElement, Table, and_, delete, false, func, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from resolvers import query_grammar as q
+from resolvers import values
+from resolvers.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
+from resolvers.principal import Principal, Scope
+from resolvers.query_compile import Compiler
+from resolvers.services import Services
+from resolvers.tenant import SYSTEM_FIELDS, Kind, Property, TypeDef
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "ListQuery",
+    "Page",
+    "create_record",
+    "delete_record",
+    "get_by",
+    "get_record",
+    "list_query",
+    "list_records",
+    "update_record",
+]
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+MAX_OFFSET = 1_000_000
+_MAX_ORDER = 8
+_MAX_EQUALS = 20
+_UNORDERABLE = frozenset({Kind.FILE, Kind.TEXT})
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """The shape of a list request, whatever spelled it (query string, SEARCH body, GraphQL)."""
+
+    filter: q.Node | None = None
+    order: tuple[tuple[str, bool], ...] = ()
+    """(field, descending) pairs; `id` is always the last tie-break."""
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    after: str | None = None
+    fields: tuple[str, ...] | None = None
+    hide: tuple[str, ...] = ()
+    count: bool = False
+    equals: tuple[tuple[str, str], ...] = ()
+    """Plain `prop=value` parameters: equality with a value written as URL text."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    data: list[Record]
+    limit: int
+    offset: int
+    total: int | None = None
+    next: str | None = None
+
+
+# --- request values ---------------------------------------------------------------
+
+
+def list_query(
+    *,
+    filter: object = None,
+    order: object = None,
+    limit: object = None,
+    offset: object = None,
+    after: object = None,
+    fields: object = None,
+    hide: object = None,
+    count: object = None,
+    equals: Sequence[tuple[str, str]] = (),
+    filter_field: str = "_filter",
+) -> ListQuery:
+    """Validate the control values of a list request into a `ListQuery`.
+
+    Names are checked against the type later, with the principal at hand; here only
+    shapes and bounds. `equals` are plain `prop=value` pairs, ANDed into the filter.
+    """
+    errors: list[FieldError] = []
+    tree = None
+    if filter is not None and filter != "":
+        tree = q.parse_filter(filter, field=filter_field)
+    if len(equals) > _MAX_EQUALS:
+        errors.append(FieldError("query", f"at most {_MAX_EQUALS} equality parameters"))
+    limit_value = _bounded_int(limit, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT, errors)
+    offset_value = _bounded_int(offset, "offset", 0, 0, MAX_OFFSET, errors)
+    order_names = _names(order, "order", errors)
+    if len(order_names) > _MAX_ORDER:
+        errors.append(FieldError("order", f"at most {_MAX_ORDER} fields"))
+    if after is not None and (not isinstance(after, str) or len(after) > 4096):
+        errors.append(FieldError("after", "an opaque cursor from a previous page's `next`"))
+    if after is not None and offset_value:
+        errors.append(FieldError("offset", "use either offset or after, not both"))
+    count_value = _flag(count, "count", errors)
+    if errors:
+        raise Invalid("the request is not valid", errors)
+    return ListQuery(
+        filter=tree,
+        order=tuple((n.removeprefix("-"), n.startswith("-")) for n in order_names),
+        limit=limit_value,
+        offset=offset_value,
+        after=after if isinstance(after, str) else None,
+        fields=tuple(_names(fields, "fields", errors)) if fields not in (None, "") else None,
+        hide=tuple(_names(hide, "hide", errors)),
+        count=count_value,
+        equals=tuple((name, str(value)) for name, value in equals),
+    )
+
+
+def _bounded_int(  # noqa: PLR0917 - a private parser of one bounded value
+    value: object, name: str, default: int, low: int, high: int, errors: list[FieldError]
+) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = (
+            int(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+        )
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        errors.append(FieldError(name, f"a whole number from {low} to {high}"))
+        return default
+    return number
+
+
+def _names(value: object, name: str, errors: list[FieldError]) -> list[str]:
+    if value is None or value == "":
+        return []
+    items = value.split(",") if isinstance(value, str) else value
+    if (
+        not isinstance(items, list)
+        or not all(isinstance(i, str) for i in items)
+        or len(items) > 200
+    ):
+        errors.append(FieldError(name, "a comma-separated string or a list of field names"))
+        return []
+    return [i.strip() for i in items if i.strip()]
+
+
+def _flag(value: object, name: str, errors: list[FieldError]) -> bool:
+    if value in (None, "", False, 0, "0", "false"):
+        return False
+    if value in (True, 1, "1", "true"):
+        return True
+    errors.append(FieldError(name, "1 or 0"))
+    return False
+
+
+# --- reading ----------------------------------------------------------------------
+
+
+def _type(services: Services, principal: Principal, name: str, right: str = "read") -> TypeDef:
+    type_def = services.tenant.types.get(name)
+    if type_def is None or not type_def.api:
+        raise NotFound(f"no collection named {name!r}")
+    scope: Scope = getattr(principal.on(name), right)
+    if scope.none:
+        raise Forbidden(f"you may not {right} {name} records")
+    return type_def
+
+
+def _visible(principal: Principal, type_def: TypeDef) -> list[Property]:
+    """The fields the caller may see, system fields first."""
+    hidden = principal.on(type_def.name).hidden
+    found = [values.field(type_def, f) for f in SYSTEM_FIELDS]
+    found += [p for p in type_def.properties.values() if p.api]
+    return [p for p in found if p is not None and p.name not in hidden]
+
+
+def _shown(
+    visible: list[Property], fields: tuple[str, ...] | None, hide: tuple[str, ...]
+) -> list[Property]:
+    names = {p.name for p in visible}
+    errors = [
+        FieldError(key, f"unknown field {n!r}")
+        for key, group in (("fields", fields or ()), ("hide", hide))
+        for n in group
+        if n not in names
+    ]
+    if errors:
+        raise Invalid("unknown fields", errors)
+    chosen = [p for p in visible if fields is None or p.name in fields or p.name == "id"]
+    return [p for p in chosen if p.name not in hide or p.name == "id"]
+
+
+async def list_records(
+    services: Services, principal: Principal, type_name: str, query: ListQuery
+) -> Page:
+    type_def = _type(services, principal, type_name)
+    table = services.schema.records[type_name]
+    compiler = Compiler(services.tenant, services.schema, principal, services.clock())
+    visible = _visible(principal, type_def)
+    shown = _shown(visible, query.fields, query.hide)
+    where = compiler.read_scope(type_def)
+    if query.filter is not None:
+        where = and_(where, compiler.filter(type_def, query.filter))
+    for name, text in query.equals:
+        where = and_(where, compiler.equals(type_def, name, text))
+    order = _order(type_def, visible, query.order)
+    base = select(*(table.c[p.name] for p in shown if not p.multiple)).where(where)
+    page_query = base
+    if query.after is not None:
+        page_query = page_query.where(_after(table, order, _decode_cursor(query.after, order)))
+    page_query = page_query.order_by(*_order_by(table, order)).limit(query.limit + 1)
+    page_query = page_query.offset(query.offset)
+    needs = {name for name, _ in order} - {p.name for p in shown}
+    if needs:
+        page_query = page_query.add_columns(*(table.c[n] for n in needs))
+    async with services.engine.connect() as conn:
+        rows = (await conn.execute(page_query)).mappings().all()
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        children = await _children(conn, services, type_def, shown, [r["id"] for r in rows])
+        total = None
+        if query.count:
+            total = await conn.scalar(select(func.count()).select_from(table).where(where))
+    data = [_render(services, principal, shown, row, children) for row in rows]
+    cursor = _encode_cursor(order, rows[-1]) if more and rows else None
+    return Page(data=data, limit=query.limit, offset=query.offset, total=total, next=cursor)
+
+
+async def get_record(
+    services: Services, principal: Principal, type_name: str, record_id: int
+) -> Record:
+    type_def = _type(services, principal, type_name)
+    table = services.schema.records[type_name]
+    return await _one(services, principal, type_def, table.c.id == record_id, f"id {record_id}")
+
+
+async def get_by(
+    services: Services, principal: Principal, type_name: str, property_name: str, raw: str
+) -> Record:
+    """Get the record whose unique property (an alternative key) has the value `raw`."""
+    type_def = _type(services, principal, type_name)
+    prop = type_def.properties.get(property_name)
+    hidden = principal.on(type_name).hidden
+    if prop is None or not prop.api or prop.name in hidden:
+        raise Invalid(
+            "unknown property", [FieldError("property", f"{type_name} has no {property_name!r}")]
+        )
+    if not prop.unique:
+        raise Invalid("not a key", [FieldError("property", f"{property_name} is not unique")])
+    try:
+        key = values.coerce_text(prop, raw, principal.zone)
+    except ValueError as exc:
+        raise Invalid("invalid value", [FieldError(property_name, str(exc))]) from exc
+    table = services.schema.records[type_name]
+    return await _one(
+        services, principal, type_def, table.c[prop.name] == key, f"{property_name} {raw!r}"
+    )
+
+
+async def _one(
+    services: Services,
+    principal: Principal,
+    type_def: TypeDef,
+    condition: ColumnElement[bool],
+    what: str,
+) -> Record:
+    table = services.schema.records[type_def.name]
+    compiler = Compiler(services.tenant, services.schema, principal, services.clock())
+    shown = _visible(principal, type_def)
+    query = select(*(table.c[p.name] for p in shown if not p.multiple)).where(
+        condition, compiler.read_scope(type_def)
+    )
+    async with services.engine.connect() as conn:
+        row = (await conn.execute(query)).mappings().one_or_none()
+        if row is None:
+            raise NotFound(f"no {type_def.name} with {what}")
+        children = await _children(conn, services, type_def, shown, [row["id"]])
+    return _render(services, principal, shown, row, children)
+
+
+async def _children(
+    conn: AsyncConnection,
+    services: Services,
+    type_def: TypeDef,
+    shown: list[Property],
+    ids: list[int],
+) -> dict[str, dict[int, list[Any]]]:
+    """Values of the shown multi-valued properties for these records: one query each."""
+    found: dict[str, dict[int, list[Any]]] = {}
+    for prop in shown:
+        if not prop.multiple:
+            continue
+        child = services.schema.children[type_def.name, prop.name]
+        per_record: dict[int, list[Any]] = {i: [] for i in ids}
+        if ids:
+            rows = await conn.execute(
+                select(child.c.record_id, child.c.value)
+                .where(child.c.record_id.in_(ids))
+                .order_by(child.c.record_id, child.c.position)
+            )
+            for record_id, value in rows:
+                per_record[record_id].append(value)
+        found[prop.name] = per_record
+    return found
+
+
+def _render(
+    services: Services,
+    principal: Principal,
+    shown: list[Property],
+    row: RowMapping | Mapping[str, Any],
+    children: dict[str, dict[int, list[Any]]],
+) -> Record:
+    shape = services.tenant.multiple_value_shape
+    record: Record = {}
+    for prop in shown:
+        raw = children[prop.name][row["id"]] if prop.multiple else row[prop.name]
+        record[prop.name] = values.render(prop, raw, principal.zone, shape=shape)
+    return record
+
+
+# --- ordering and cursors ---------------------------------------------------------
+
+
+def _order(
+    type_def: TypeDef, visible: list[Property], order: tuple[tuple[str, bool], ...]
+) -> list[tuple[str, bool]]:
+    allowed = {p.name: p for p in visible}
+    errors = []
+    for name, _ in order:
+        prop = allowed.get(name)
+        if prop is None:
+            errors.append(FieldError("order", f"{type_def.name} has no field {name!r}"))
+        elif prop.multiple or prop.kind in _UNORDERABLE:
+            errors.append(FieldError("order", f"{name!r} cannot be ordered by"))
+    if errors:
+        raise Invalid("the order is not valid", errors)
+    chosen = [(n, d) for n, d in order if n != "id"]
+    tie = next((d for n, d in order if n == "id"), False)
+    return [*chosen, ("id", tie)]
+
+
+def _order_by(table: Table, order: list[tuple[str, bool]]) -> list[Any]:
+    # NULLs last in both directions, on both backends, so cursors compare the same way.
+    return [(table.c[n].desc() if d else table.c[n].asc()).nulls_last() for n, d in order]
+
+
+def _after(table: Table, order: list[tuple[str, bool]], last: list[Any]) -> ColumnElement[bool]:
+    """Rows strictly after `last` in `order` (NULLs last): the keyset condition."""
+    alternatives = []
+    equal_so_far: list[ColumnElement[bool]] = []
+    for (name, descending), value in zip(order, last, strict=True):
+        column = table.c[name]
+        if value is None:
+            beyond: ColumnElement[bool] | None = None
+            same = column.is_(None)
+        else:
+            beyond = or_(column < value if descending else column > value, column.is_(None))
+            same = column == value
+        if beyond is not None:
+            alternatives.append(and_(*equal_so_far, beyond) if equal_so_far else beyond)
+        equal_so_far.append(same)
+    return or_(*alternatives) if alternatives else false()
+
+
+class _Cursor(msgspec.Struct, array_like=True):
+    order: str
+    last: list[Any]
+
+
+def _order_key(order: list[tuple[str, bool]]) -> str:
+    spec = ",".join(("-" if d else "") + n for n, d in order)
+    return hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+
+def _encode_cursor(order: list[tuple[str, bool]], row: RowMapping) -> str:
+    last = [_cursor_value(row[name]) for name, _ in order]
+    raw = msgspec.json.encode(_Cursor(order=_order_key(order), last=last))
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor_value(value: Any) -> Any:
+    return value
+
+
+def _decode_cursor(token: str, order: list[tuple[str, bool]]) -> list[Any]:
+    bad = Invalid(
+        "the cursor is not valid", [FieldError("after", "use the `next` of the same query")]
+    )
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        cursor = msgspec.json.decode(raw, type=_Cursor)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise bad from None
+    if cursor.order != _order_key(order) or len(cursor.last) != len(order):
+        raise bad
+    return cursor.last
+
+
+# --- writing ----------------------------------------------------------------------
+
+
+async def create_record(
+    services: Services, principal: Principal, type_name: str, data: Mapping[str, Any]
+) -> Record:
+    type_def = _type(services, principal, type_name, "create")
+    fields = _writable(principal, type_def, data, complete=True)
+    now = services.clock()
+    table = services.schema.records[type_name]
+    compiler = Compiler(services.tenant, services.schema, principal, now)
+    single = {k: v for k, v in fields.items() if not type_def.properties[k].multiple}
+    try:
+        async with services.writer.begin() as conn:
+            await _check_references(conn, services, compiler, type_def, fields)
+            record_id = await conn.scalar(
+                insert(table)
+                .values(
+                    **single,
+                    created_on=now,
+                    updated_on=now,
+                    created_by=principal.user_id,
+                    updated_by=principal.user_id,
+                )
+                .returning(table.c.id)
+            )
+            await _write_children(conn, services, type_def, int(record_id or 0), fields)
+            create = principal.on(type_name).create
+            if not create.all and not await _matches(
+                conn, table, int(record_id or 0), compiler.scope(type_def, create)
+            ):
+                raise Forbidden(f"you may not create this {type_name}: it is outside your scope")
+    except IntegrityError as exc:
+        raise await _conflict(services, type_def, fields, exc) from exc
+    return await _readback(services, principal, type_def, int(record_id or 0))
+
+
+async def update_record(
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    record_id: int,
+    data: Mapping[str, Any],
+    *,
+    replace: bool = False,
+) -> Record:
+    """PATCH (only the fields sent) or, with `replace`, PUT (every writable field)."""
+    type_def = _type(services, principal, type_name, "update")
+    fields = _writable(principal, type_def, data, complete=replace)
+    now = services.clock()
+    table = services.schema.records[type_name]
+    compiler = Compiler(services.tenant, services.schema, principal, now)
+    single = {k: v for k, v in fields.items() if not type_def.properties[k].multiple}
+    try:
+        async with services.writer.begin() as conn:
+            await _writable_row(conn, services, compiler, type_def, record_id, right="update")
+            await _check_references(conn, services, compiler, type_def, fields)
+            await conn.execute(
+                update(table)
+                .where(table.c.id == record_id)
+                .values(**single, updated_on=now, updated_by=principal.user_id)
+            )
+            await _write_children(conn, services, type_def, record_id, fields, replace=True)
+    except IntegrityError as exc:
+        raise await _conflict(services, type_def, fields, exc) from exc
+    return await _readback(services, principal, type_def, record_id)
+
+
+async def delete_record(
+    services: Services, principal: Principal, type_name: str, record_id: int
+) -> None:
+    type_def = _type(services, principal, type_name, "delete")
+    table = services.schema.records[type_name]
+    compiler = Compiler(services.tenant, services.schema, principal, services.clock())
+    try:
+        async with services.writer.begin() as conn:
+            await _writable_row(conn, services, compiler, type_def, record_id, right="delete")
+            await conn.execute(delete(table).where(table.c.id == record_id))
+    except IntegrityError as exc:
+        raise Conflict(f"this {type_name} is still referenced by other records") from exc
+
+
+def _writable(
+    principal: Principal, type_def: TypeDef, data: Mapping[str, Any], *, complete: bool
+) -> dict[str, Any]:
+    """Coerce a write body; unknown, hidden, read-only and system fields are refused."""
+    rights = principal.on(type_def.name)
+    errors: list[FieldError] = []
+    fields: dict[str, Any] = {}
+    for name, value in data.items():
+        prop = type_def.properties.get(name)
+        if name in SYSTEM_FIELDS:
+            errors.append(FieldError(name, "is set by the server"))
+        elif prop is None or not prop.api or name in rights.hidden:
+            errors.append(FieldError(name, "unknown field"))
+        elif name in rights.readonly:
+            errors.append(FieldError(name, "is read-only for you"))
+        elif prop.kind is Kind.FILE:
+            errors.append(FieldError(name, f"files are uploaded to /files/{name}"))
+        else:
+            try:
+                fields[name] = values.coerce(prop, value, principal.zone)
+            except ValueError as exc:
+                errors.append(FieldError(name, str(exc)))
+    for prop in type_def.properties.values():
+        settable = prop.api and prop.kind is not Kind.FILE and prop.name not in rights.readonly
+        if complete and settable and prop.name not in data:
+            fields[prop.name] = [] if prop.multiple else None
+        missing = fields.get(prop.name, ...) in (None, [])
+        if prop.required and missing and (complete or prop.name in data):
+            errors.append(FieldError(prop.name, "is required"))
+    if errors:
+        raise Invalid(f"the {type_def.name} is not valid", errors)
+    return fields
+
+
+async def _writable_row(
+    conn: AsyncConnection,
+    services: Services,
+    compiler: Compiler,
+    type_def: TypeDef,
+    record_id: int,
+    *,
+    right: str,
+) -> None:
+    """404 unless the caller can read the record; 403 unless `right` covers it too."""
+    table = services.schema.records[type_def.name]
+    query = select(table.c.id).where(table.c.id == record_id, compiler.read_scope(type_def))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    if await conn.scalar(query) is None:
+        raise NotFound(f"no {type_def.name} with id {record_id}")
+    scope: Scope = getattr(compiler.principal.on(type_def.name), right)
+    if not scope.all and not await _matches(
+        conn, table, record_id, compiler.scope(type_def, scope)
+    ):
+        raise Forbidden(f"you may not {right} this {type_def.name}")
+
+
+async def _matches(
+    conn: AsyncConnection, table: Table, record_id: int, condition: ColumnElement[bool]
+) -> bool:
+    return (
+        await conn.scalar(select(table.c.id).where(table.c.id == record_id, condition)) is not None
+    )
+
+
+async def _check_references(
+    conn: AsyncConnection,
+    services: Services,
+    compiler: Compiler,
+    type_def: TypeDef,
+    fields: Mapping[str, Any],
+) -> None:
+    """Every referenced id must name a record the caller can read."""
+    errors = []
+    for name, value in fields.items():
+        prop = type_def.properties[name]
+        if prop.kind is not Kind.REFERENCE or value in (None, []):
+            continue
+        wanted = set(value) if prop.multiple else {value}
+        target = services.tenant.types[str(prop.to)]
+        target_table = services.schema.records[target.name]
+        found = set(
+            await conn.scalars(
+                select(target_table.c.id).where(
+                    target_table.c.id.in_(wanted), compiler.read_scope(target)
+                )
+            )
+        )
+        if missing := sorted(wanted - found):
+            ids = ", ".join(map(str, missing))
+            errors.append(FieldError(name, f"no readable {target.name} with id {ids}"))
+    if errors:
+        raise Invalid(f"the {type_def.name} is not valid", errors)
+
+
+async def _write_children(
+    conn: AsyncConnection,
+    services: Services,
+    type_def: TypeDef,
+    record_id: int,
+    fields: Mapping[str, Any],
+    *,
+    replace: bool = False,
+) -> None:
+    for name, items in fields.items():
+        if not type_def.properties[name].multiple:
+            continue
+        child = services.schema.children[type_def.name, name]
+        if replace:
+            await conn.execute(delete(child).where(child.c.record_id == record_id))
+        if items:
+            await conn.execute(
+                insert(child),
+                [{"record_id": record_id, "position": i, "value": v} for i, v in enumerate(items)],
+            )
+
+
+async def _conflict(
+    services: Services, type_def: TypeDef, fields: Mapping[str, Any], exc: IntegrityError
+) -> Conflict:
+    """Name the unique property a failed write collided on."""
+    table = services.schema.records[type_def.name]
+    async with services.engine.connect() as conn:
+        for name, value in fields.items():
+            prop = type_def.properties[name]
+            if prop.unique and value is not None:
+                taken = await conn.scalar(select(table.c.id).where(table.c[name] == value))
+                if taken is not None:
+                    return Conflict(f"another {type_def.name} already has this {name}", field=name)
+    return Conflict(f"the {type_def.name} conflicts with existing data: {type(exc.orig).__name__}")
+
+
+async def _readback(
+    services: Services, principal: Principal, type_def: TypeDef, record_id: int
+) -> Record:
+    """The written record as the caller may see it (only its id if it may not read it)."""
+    try:
+        return await get_record(services, principal, type_def.name, record_id)
+    except (NotFound, Forbidden):
+        return {"id": record_id}
