@@ -14,10 +14,24 @@ import binascii
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import ColumnElement, Table, and_, delete, false, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -50,6 +64,8 @@ MAX_OFFSET = 1_000_000
 _MAX_ORDER = 8
 _MAX_EQUALS = 20
 _UNORDERABLE = frozenset({Kind.FILE, Kind.TEXT})
+_UTC = ZoneInfo("UTC")
+_MAX_ID = 2**63 - 1
 
 Record = dict[str, Any]
 
@@ -69,6 +85,8 @@ class ListQuery:
     count: bool = False
     equals: tuple[tuple[str, str], ...] = ()
     """Plain `prop=value` parameters: equality with a value written as URL text."""
+    filter_field: str = "_filter"
+    """How the request names its filter (`_filter`, `filter`, `where`), for error messages."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +135,8 @@ def list_query(
     if after is not None and offset_value:
         errors.append(FieldError("offset", "use either offset or after, not both"))
     count_value = _flag(count, "count", errors)
+    shown = tuple(_names(fields, "fields", errors)) if fields not in (None, "") else None
+    hidden = tuple(_names(hide, "hide", errors))
     if errors:
         raise Invalid("the request is not valid", errors)
     return ListQuery(
@@ -125,10 +145,11 @@ def list_query(
         limit=limit_value,
         offset=offset_value,
         after=after if isinstance(after, str) else None,
-        fields=tuple(_names(fields, "fields", errors)) if fields not in (None, "") else None,
-        hide=tuple(_names(hide, "hide", errors)),
+        fields=shown,
+        hide=hidden,
         count=count_value,
         equals=tuple((name, str(value)) for name, value in equals),
+        filter_field=filter_field,
     )
 
 
@@ -214,7 +235,13 @@ async def list_records(
 ) -> Page:
     type_def = _type(services, principal, type_name)
     table = services.schema.records[type_name]
-    compiler = Compiler(services.tenant, services.schema, principal, services.clock())
+    compiler = Compiler(
+        services.tenant,
+        services.schema,
+        principal,
+        services.clock(),
+        field_name=query.filter_field,
+    )
     visible = _visible(principal, type_def)
     shown = _shown(visible, query.fields, query.hide)
     where = compiler.read_scope(type_def)
@@ -226,7 +253,8 @@ async def list_records(
     base = select(*(table.c[p.name] for p in shown if not p.multiple)).where(where)
     page_query = base
     if query.after is not None:
-        page_query = page_query.where(_after(table, order, _decode_cursor(query.after, order)))
+        last = _decode_cursor(query.after, order, {p.name: p for p in visible})
+        page_query = page_query.where(_after(table, order, last))
     page_query = page_query.order_by(*_order_by(table, order)).limit(query.limit + 1)
     page_query = page_query.offset(query.offset)
     needs = {name for name, _ in order} - {p.name for p in shown}
@@ -249,6 +277,7 @@ async def get_record(
     services: Services, principal: Principal, type_name: str, record_id: int
 ) -> Record:
     type_def = _type(services, principal, type_name)
+    _check_id(type_name, record_id)
     table = services.schema.records[type_name]
     return await _one(services, principal, type_def, table.c.id == record_id, f"id {record_id}")
 
@@ -274,6 +303,12 @@ async def get_by(
     return await _one(
         services, principal, type_def, table.c[prop.name] == key, f"{property_name} {raw!r}"
     )
+
+
+def _check_id(type_name: str, record_id: int) -> None:
+    """An id no row can have (a driver would overflow on it) names no record."""
+    if not 1 <= record_id <= _MAX_ID:
+        raise NotFound(f"no {type_name} with id {record_id}")
 
 
 async def _one(
@@ -354,9 +389,11 @@ def _order(
             errors.append(FieldError("order", f"{name!r} cannot be ordered by"))
     if errors:
         raise Invalid("the order is not valid", errors)
-    chosen = [(n, d) for n, d in order if n != "id"]
-    tie = next((d for n, d in order if n == "id"), False)
-    return [*chosen, ("id", tie)]
+    # `id` is unique, so nothing after it matters; without it, it is the last tie-break.
+    names = [n for n, _ in order]
+    end = names.index("id") if "id" in names else len(order)
+    tie = order[end][1] if end < len(order) else False
+    return [*order[:end], ("id", tie)]
 
 
 def _order_by(table: Table, order: list[tuple[str, bool]]) -> list[Any]:
@@ -370,12 +407,15 @@ def _after(table: Table, order: list[tuple[str, bool]], last: list[Any]) -> Colu
     equal_so_far: list[ColumnElement[bool]] = []
     for (name, descending), value in zip(order, last, strict=True):
         column = table.c[name]
+        same: ColumnElement[bool]
         if value is None:
             beyond: ColumnElement[bool] | None = None
             same = column.is_(None)
         else:
-            beyond = or_(column < value if descending else column > value, column.is_(None))
-            same = column == value
+            # A bound literal: SQLAlchemy refuses `<`/`>` against a bare True/False.
+            bound = literal(value, column.type)
+            beyond = or_(column < bound if descending else column > bound, column.is_(None))
+            same = column == bound
         if beyond is not None:
             alternatives.append(and_(*equal_so_far, beyond) if equal_so_far else beyond)
         equal_so_far.append(same)
@@ -399,10 +439,28 @@ def _encode_cursor(order: list[tuple[str, bool]], row: RowMapping) -> str:
 
 
 def _cursor_value(value: Any) -> Any:
-    return value
+    """JSON-safe: msgspec writes dates and datetimes as ISO text, decimals as text."""
+    return str(value) if isinstance(value, Decimal) else value
 
 
-def _decode_cursor(token: str, order: list[tuple[str, bool]]) -> list[Any]:
+def _cursor_load(prop: Property, value: Any) -> Any:
+    """The stored type of one cursor value, or ValueError when it cannot be one.
+
+    A cursor comes back from the client: every value is checked like input (kind, range,
+    precision), never trusted, so a forged one is a 422 and never reaches the driver.
+    """
+    if value is None:
+        return None
+    if prop.kind in values.TEXT_KINDS:
+        if isinstance(value, str):
+            return value  # as stored, even if it predates a stricter tenant file
+        raise ValueError(value)
+    return values.coerce(prop, value, _UTC)
+
+
+def _decode_cursor(
+    token: str, order: list[tuple[str, bool]], props: Mapping[str, Property]
+) -> list[Any]:
     bad = Invalid(
         "the cursor is not valid", [FieldError("after", "use the `next` of the same query")]
     )
@@ -413,7 +471,13 @@ def _decode_cursor(token: str, order: list[tuple[str, bool]]) -> list[Any]:
         raise bad from None
     if cursor.order != _order_key(order) or len(cursor.last) != len(order):
         raise bad
-    return cursor.last
+    try:
+        return [
+            _cursor_load(props[name], value)
+            for (name, _), value in zip(order, cursor.last, strict=True)
+        ]
+    except (ValueError, ArithmeticError):  # decimal.InvalidOperation is an ArithmeticError
+        raise bad from None
 
 
 # --- writing ----------------------------------------------------------------------
@@ -464,6 +528,7 @@ async def update_record(
 ) -> Record:
     """PATCH (only the fields sent) or, with `replace`, PUT (every writable field)."""
     type_def = _type(services, principal, type_name, "update")
+    _check_id(type_name, record_id)
     fields = _writable(principal, type_def, data, complete=replace)
     now = services.clock()
     table = services.schema.records[type_name]
@@ -488,6 +553,7 @@ async def delete_record(
     services: Services, principal: Principal, type_name: str, record_id: int
 ) -> None:
     type_def = _type(services, principal, type_name, "delete")
+    _check_id(type_name, record_id)
     table = services.schema.records[type_name]
     compiler = Compiler(services.tenant, services.schema, principal, services.clock())
     try:
@@ -521,10 +587,12 @@ def _writable(
             except ValueError as exc:
                 errors.append(FieldError(name, str(exc)))
     for prop in type_def.properties.values():
-        settable = prop.api and prop.kind is not Kind.FILE and prop.name not in rights.readonly
+        # A replace clears what the caller may write; what it cannot see or change stays.
+        kept = rights.readonly | rights.hidden
+        settable = prop.api and prop.kind is not Kind.FILE and prop.name not in kept
         if complete and settable and prop.name not in data:
             fields[prop.name] = [] if prop.multiple else None
-        missing = fields.get(prop.name, ...) in (None, [])
+        missing = fields.get(prop.name, ...) in (None, [], "")
         if prop.required and missing and (complete or prop.name in data):
             errors.append(FieldError(prop.name, "is required"))
     if errors:

@@ -6,7 +6,8 @@ column is false, never unknown — so `not` always means "the rest": `not (a = 1
 matches rows whose `a` is NULL. Multi-valued properties match when ANY element
 matches (`ne` means no element equals); paths through references become EXISTS
 subqueries that also apply the caller's read scope on the referenced type, so a
-filter never reveals records the caller cannot read.
+filter never reveals records the caller cannot read (`ne` and `is null` through a
+path are the negations of `eq` and `is not null`, so `not` still means the rest).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = ["Compiler", "ScopeError"]
 _TEXTUAL = frozenset({Kind.STRING, Kind.TEXT, Kind.EMAIL, Kind.PHONE, Kind.ENUM})
 _UNORDERED = frozenset({Kind.BOOLEAN, Kind.FILE, Kind.REFERENCE})
 _USER_FIELDS = frozenset({"created_by", "updated_by"})
+_INT64_MAX = 2**63 - 1
 
 
 class ScopeError(Exception):
@@ -152,9 +154,15 @@ class Compiler:
         client: bool,
     ) -> ColumnElement[bool]:
         """`ref.field...`: EXISTS a readable referenced record whose rest of the path matches."""
-        if prop.kind is not Kind.REFERENCE or prop.to is None:
+        # `created_by`/`updated_by` point at the gateway's users, not at a tenant type.
+        target = self.tenant.types.get(prop.to or "") if prop.kind is Kind.REFERENCE else None
+        if target is None:
             raise self._invalid(node.path.at, f"{prop.name!r} is not a reference to follow")
-        target = self.tenant.types[prop.to]
+        negated = _negated(node)
+        if negated is not None:
+            # Two-valued, like multi-valued scalars: `a.b != v` is `not a.b = v`, and
+            # `a.b is null` holds when no (readable) referenced record has a value.
+            return not_(self._through(type_def, table, prop, rest, negated, client=client))
         if client and (not target.api or self.principal.on(target.name).read.none):
             raise self._invalid(node.path.at, f"{prop.name!r} leads to a type you cannot read")
         target_table = self.schema.records[target.name].alias()
@@ -223,7 +231,7 @@ class Compiler:
             raise self._invalid(value.at, "files can only be tested with `is null`")
         raw = self._raw(prop, value)
         if prop.name in _USER_FIELDS or prop.name == "id":
-            if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+            if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw <= _INT64_MAX:
                 return raw
             raise self._invalid(value.at, f"{prop.name} takes a positive whole number")
         try:
@@ -271,6 +279,15 @@ _OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "gt": lambda c, v: c > v,
     "gte": lambda c, v: c >= v,
 }
+
+
+def _negated(node: q.Compare | q.In | q.IsNull) -> q.Compare | q.IsNull | None:
+    """The positive condition whose negation `node` is (`ne` → `eq`, `is null` → `is not null`)."""
+    if isinstance(node, q.Compare) and node.op == "ne":
+        return q.Compare(path=node.path, op="eq", value=node.value)
+    if isinstance(node, q.IsNull) and node.null:
+        return q.IsNull(path=node.path, null=False)
+    return None
 
 
 def _escape_like(text: str) -> str:

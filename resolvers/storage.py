@@ -43,6 +43,7 @@ from sqlalchemy.types import TypeEngine
 from resolvers.tenant import Kind, Property, Tenant, TypeDef, identifier
 
 __all__ = [
+    "MAX_ID",
     "ExactDecimal",
     "Month",
     "Schema",
@@ -52,6 +53,9 @@ __all__ = [
     "create_engine",
     "writer",
 ]
+
+MAX_ID = 2**63 - 1
+"""Ids are signed 64-bit integers on both backends; larger ones can name no row."""
 
 # SQLite's rowid alias needs INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -236,7 +240,9 @@ def _record_table(
                 ForeignKey(
                     f"{target.table}.id",
                     name=identifier("fk", table, prop.name),
-                    ondelete="SET NULL",
+                    # A required reference keeps its target alive (deleting it is a 409);
+                    # an optional one is cleared with it.
+                    ondelete="RESTRICT" if prop.required else "SET NULL",
                     use_alter=defer,
                 )
             )

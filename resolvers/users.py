@@ -47,6 +47,7 @@ _MAX_EMAIL = 254  # the column's width; PostgreSQL refuses longer values
 _MIN_PASSWORD, _MAX_PASSWORD = 10, 1024
 _MAX_ASSIGNMENTS = 50
 MAX_PAGE = 1000
+MAX_OFFSET = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +82,10 @@ async def list_users(
     services: Services, actor: Principal, *, limit: int = 100, offset: int = 0
 ) -> list[UserView]:
     actor.require(Permission.MANAGE_USERS)
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise Invalid("bad paging", [FieldError("limit", f"1 to {MAX_PAGE}; offset >= 0")])
+    if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
+        raise Invalid(
+            "bad paging", [FieldError("limit", f"1 to {MAX_PAGE}; offset 0 to {MAX_OFFSET}")]
+        )
     users = services.schema.system.users
     query = select(users).order_by(users.c.id).limit(limit).offset(offset)
     async with services.engine.connect() as conn:

@@ -217,7 +217,13 @@ def _render_one(prop: Property, value: object, zone: ZoneInfo) -> object:
     match prop.kind:
         case Kind.DATETIME if isinstance(value, dt.datetime):
             instant = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-            return instant.astimezone(zone).isoformat()
+            local = instant.astimezone(zone)
+            offset = local.utcoffset()
+            if offset is not None and offset.seconds % 60:
+                # Historical local mean times (e.g. Monrovia before 1972) have offsets with
+                # seconds, which RFC 3339 cannot write: show the same instant in UTC.
+                local = instant.astimezone(dt.UTC)
+            return local.isoformat()
         case Kind.DATE if isinstance(value, dt.date):
             return value.isoformat()
         case Kind.MONTH if isinstance(value, dt.date):

@@ -4,6 +4,9 @@ Litestar refuses unknown HTTP methods when routes are defined, and its middlewar
 runs after routing, so `SEARCH /api/v1/collections/{T}` is rewritten here into its
 documented alias `POST /api/v1/collections/{T}/search`; the original method stays in
 the scope as `jgw.method`.
+
+The app also installs `ApiDocumentation`, which makes the OpenAPI document describe
+the API as it answers (see `rest.openapi`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,18 @@ from typing import Any
 from litestar import Litestar
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
+from rest.openapi import ApiDocumentation
+
 __all__ = ["GatewayApp"]
 
 _COLLECTIONS = "/api/v1/collections/"
 
 
 class GatewayApp(Litestar):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["plugins"] = [*(kwargs.get("plugins") or ()), ApiDocumentation()]
+        super().__init__(*args, **kwargs)
+
     async def __call__(
         self,
         scope: Scope | LifeSpanScope,

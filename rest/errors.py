@@ -24,7 +24,7 @@ from resolvers.errors import (
     Unavailable,
 )
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "problem"]
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "PROBLEM_STATUSES", "problem"]
 
 PROBLEM_JSON = "application/problem+json"
 _log = logging.getLogger("gateway.errors")
@@ -41,6 +41,9 @@ _STATUS: dict[type[GatewayError], int] = {
     RateLimited: 429,
     Unavailable: 503,
 }
+
+PROBLEM_STATUSES = tuple(sorted({400, *_STATUS.values()}))
+"""Every status this mapping answers with a problem, short of a 500."""
 
 
 def problem(
@@ -91,17 +94,26 @@ def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 
 def _validation_error(exc: ValidationException) -> Response[dict[str, Any]]:
-    """Litestar's decoding errors: a well-formed body with bad content is 422, like ours."""
+    """Litestar's decoding errors: bad content in a well-formed body or in a query
+    parameter (`_limit=5000`) is 422, like ours; anything else is 400."""
     items = [e for e in exc.extra if isinstance(e, dict)] if isinstance(exc.extra, list) else []
+    if any(item.get("key") == "data" and item.get("message") == "'data'" for item in items):
+        # Litestar's KeyError for a handler's missing `data`: no body was sent at all.
+        errors = [{"field": "body", "message": "a JSON body is required"}]
+        return problem(
+            400, "Invalid request", "a JSON body is required", code="invalid", errors=errors
+        )
     errors = []
     for item in items:
         message = str(item.get("message", ""))
         unknown = _UNKNOWN_FIELD.search(message)
-        field = unknown.group(1) if unknown else str(item.get("key") or "")
+        key = str(item.get("key") or "")
+        field = unknown.group(1) if unknown else ("body" if key == "data" else key)
         errors.append({"field": field, "message": "unknown field" if unknown else message})
-    in_body = bool(items) and all(str(item.get("source")) == "body" for item in items)
-    status = 422 if in_body else 400
-    title = "Invalid input" if in_body else "Invalid request"
+    sources = {str(getattr(item.get("source"), "value", item.get("source"))) for item in items}
+    semantic = bool(items) and sources <= {"body", "query"}
+    status = 422 if semantic else 400
+    title = "Invalid input" if semantic else "Invalid request"
     return problem(status, title, str(exc.detail), code="invalid", errors=errors)
 
 

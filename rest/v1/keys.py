@@ -12,6 +12,7 @@ from litestar.params import JSONBody, PathParameter
 from resolvers import auth
 from resolvers.principal import Principal
 from resolvers.services import Services
+from resolvers.storage import MAX_ID
 from rest.v1.security import client_address
 
 __all__ = ["KeysController", "OthersKeysController"]
@@ -103,7 +104,7 @@ class KeysController(Controller):
     @delete("/{key_id:int}")
     async def revoke(
         self,
-        key_id: Annotated[int, PathParameter(gt=0)],
+        key_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         services: NamedDependency[Services],
         principal: NamedDependency[Principal],
     ) -> None:
@@ -118,7 +119,7 @@ class OthersKeysController(Controller):
     @post("/")
     async def create(
         self,
-        user_id: Annotated[int, PathParameter(gt=0)],
+        user_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         data: JSONBody[NewKey],
         services: NamedDependency[Services],
         principal: NamedDependency[Principal],

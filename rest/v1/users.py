@@ -13,6 +13,7 @@ from resolvers import users
 from resolvers.errors import FieldError, Invalid
 from resolvers.principal import Principal
 from resolvers.services import Services
+from resolvers.storage import MAX_ID
 
 __all__ = ["UsersController"]
 
@@ -59,7 +60,7 @@ class UsersController(Controller):
         services: NamedDependency[Services],
         principal: NamedDependency[Principal],
         limit: Annotated[int, QueryParameter(name="_limit", ge=1, le=users.MAX_PAGE)] = 100,
-        offset: Annotated[int, QueryParameter(name="_offset", ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=users.MAX_OFFSET)] = 0,
     ) -> list[users.UserView]:
         """Users in id order."""
         return await users.list_users(services, principal, limit=limit, offset=offset)
@@ -77,7 +78,7 @@ class UsersController(Controller):
     @get("/{user_id:int}")
     async def get_one(
         self,
-        user_id: Annotated[int, PathParameter(gt=0)],
+        user_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         services: NamedDependency[Services],
         principal: NamedDependency[Principal],
     ) -> users.UserView:
@@ -86,7 +87,7 @@ class UsersController(Controller):
     @patch("/{user_id:int}")
     async def update(
         self,
-        user_id: Annotated[int, PathParameter(gt=0)],
+        user_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         data: _UserBody,
         services: NamedDependency[Services],
         principal: NamedDependency[Principal],
@@ -97,7 +98,7 @@ class UsersController(Controller):
     @delete("/{user_id:int}")
     async def remove(
         self,
-        user_id: Annotated[int, PathParameter(gt=0)],
+        user_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         services: NamedDependency[Services],
         principal: NamedDependency[Principal],
     ) -> None:
