@@ -342,7 +342,7 @@ def _scan_moment(text: str, i: int) -> int:
     if glued or not _is_moment(text[start:i]):
         raise _Refused(
             f"position {start + 1}",
-            "not a valid ISO date or datetime (2026-05-22, 2026-05-22T09:00:00+02:00);"
+            "not a valid ISO month, date or datetime (2026-05, 2026-05-22, 2026-05-22T09:00:00Z);"
             " quote other text",
         )
     return i
@@ -353,6 +353,8 @@ def _looks_like_time(rest: str) -> bool:
 
 
 def _is_moment(written: str) -> bool:
+    if len(written) == 7:  # a bare month, `2026-05`, for month properties
+        return written[4] == "-" and written[5:].isdigit() and 1 <= int(written[5:]) <= 12
     if len(written) < 10 or written[7] != "-" or (len(written) > 10 and written[10] != "T"):
         return False
     try:
