@@ -133,13 +133,13 @@ async def authenticate(services: Services, raw_key: str | None) -> Principal:
     if match is None:
         raise Unauthenticated("missing or malformed API key")
     public_id, secret = match.groups()
-    raw = await _cached_snapshot(services, public_id)
-    if raw is None:
-        snapshot = await _load_snapshot(services, public_id)
-        if snapshot is None:
+    cached = await _cached_snapshot(services, public_id)
+    if cached is None:
+        loaded = await _load_snapshot(services, public_id)
+        if loaded is None:
             raise Unauthenticated("unknown API key")
-        raw = await _store_snapshot(services, public_id, snapshot)
-    snapshot, principal = _decoded(services, raw)
+        cached = _decoded(services, await _store_snapshot(services, public_id, loaded))
+    snapshot, principal = cached
     if not hmac.compare_digest(bytes.fromhex(snapshot.digest), _digest(secret)):
         raise Unauthenticated("unknown API key")
     now = services.clock()
@@ -174,7 +174,10 @@ def _decoded(services: Services, raw: bytes) -> tuple[_Snapshot, Principal]:
     return snapshot, principal
 
 
-async def _cached_snapshot(services: Services, public_id: str) -> bytes | None:
+async def _cached_snapshot(
+    services: Services, public_id: str
+) -> tuple[_Snapshot, Principal] | None:
+    """The cached snapshot, decoded (memoised by its bytes), or None on any miss."""
     try:
         raw = await services.reads.get(_cache_key(services, public_id))
     except CACHE_ERRORS:  # Valkey down: fall back to the database
@@ -183,10 +186,9 @@ async def _cached_snapshot(services: Services, public_id: str) -> bytes | None:
     if raw is None or raw == _TOMBSTONE:
         return None
     try:
-        _decoded(services, raw)
+        return _decoded(services, bytes(raw))
     except msgspec.DecodeError:  # written by another version: treat as a miss
         return None
-    return bytes(raw)
 
 
 async def _store_snapshot(services: Services, public_id: str, snapshot: _Snapshot) -> bytes:

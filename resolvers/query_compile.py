@@ -13,8 +13,9 @@ path are the negations of `eq` and `is not null`, so `not` still means the rest)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -50,7 +51,6 @@ class Compiler:
     now: dt.datetime
     field_name: str = "_filter"
     """How the request names its filter, for error messages."""
-    _scope_trees: dict[str, q.Node] = field(default_factory=dict)
 
     # --- public ---------------------------------------------------------------------
 
@@ -70,13 +70,10 @@ class Compiler:
         if scope.own:
             parts.append(table.c.created_by == self.principal.user_id)
         for expression in scope.filters:
-            tree = self._scope_trees.get(expression)
-            if tree is None:
-                try:
-                    tree = q.parse_text(expression, field=f"roles scope of {type_def.name}")
-                except Invalid as exc:
-                    raise ScopeError(f"{type_def.name}: {expression!r}: {exc.detail}") from exc
-                self._scope_trees[expression] = tree
+            try:
+                tree = _scope_tree(expression)
+            except Invalid as exc:
+                raise ScopeError(f"{type_def.name}: {expression!r}: {exc.detail}") from exc
             parts.append(self._node(type_def, table, tree, client=False))
         return or_(*parts) if parts else false()
 
@@ -270,6 +267,12 @@ class Compiler:
     def _invalid(self, at: str, message: str) -> Invalid:
         where = f"{self.field_name} ({at})" if at else self.field_name
         return Invalid("the filter is not valid", [FieldError(where, message)])
+
+
+@functools.lru_cache(maxsize=1024)
+def _scope_tree(expression: str) -> q.Node:
+    """A role's row scope, parsed once per process (trees are immutable), not per request."""
+    return q.parse_text(expression, field="role scope")
 
 
 _OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {

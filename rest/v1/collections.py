@@ -37,6 +37,7 @@ from resolvers import query_grammar
 from resolvers.errors import FieldError, Invalid
 from resolvers.principal import Principal
 from resolvers.services import Services
+from resolvers.storage import MAX_ID
 from resolvers.tenant import Kind, Property, Tenant, TypeDef
 from resolvers.values import MAX_ITEMS, SYSTEM_PROPERTIES, USERS
 from rest.openapi import Ref, documented, problems
@@ -46,7 +47,7 @@ __all__ = ["collection_routers"]
 _CONTROL = frozenset(
     {"_filter", "_order", "_limit", "_offset", "_after", "_fields", "_hide", "_count", "_noCache"}
 )
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT64_MIN, _INT64_MAX = -(2**63), MAX_ID
 _MAX_CURSOR = 4096
 _MAX_NAMES = 200
 _MAX_TEXT_INPUT = 64  # resolvers.values: longer dates, months and instants are never valid
