@@ -16,7 +16,8 @@ from resolvers.batching import BatchedReads
 from resolvers.migrate import apply_plan
 from resolvers.passwords import Passwords
 from resolvers.ratelimit import LoginLimits
-from resolvers.services import Services
+from resolvers.cache import ResponseCache
+from resolvers.services import Services, utc_now
 from resolvers.storage import Schema, build_schema, create_engine, writer
 from resolvers.tenant import Tenant, load_tenant
 
@@ -73,6 +74,13 @@ async def open_services(
                 window=dt.timedelta(seconds=settings.security.login_window),
             ),
             key_prefix=settings.valkey.key_prefix,
+            cache=ResponseCache(
+                valkey,
+                prefix=settings.valkey.key_prefix,
+                tenant_digest=tenant.digest,
+                clock=utc_now,
+                list_ttl=settings.valkey.cache_list_ttl,
+            ),
         )
     finally:
         await valkey.aclose()

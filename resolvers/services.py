@@ -8,18 +8,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from valkey.asyncio import Valkey
-from valkey.exceptions import ValkeyError
 
 from resolvers.batching import BatchedReads
+from resolvers.cache import CACHE_ERRORS, ResponseCache
 from resolvers.passwords import Passwords
 from resolvers.ratelimit import LoginLimits
 from resolvers.storage import Schema
 from resolvers.tenant import Tenant
 
 __all__ = ["CACHE_ERRORS", "Services", "utc_now"]
-
-CACHE_ERRORS = (ValkeyError, OSError, TimeoutError)
-"""What a Valkey call raises when the server is down, slow or unreachable."""
 
 
 def utc_now() -> dt.datetime:
@@ -40,6 +37,8 @@ class Services:
     reads: BatchedReads
     """GETs coalesced per event-loop turn into one MGET (see `batching`)."""
     passwords: Passwords
+    cache: ResponseCache
+    """Rendered read results, per principal and request shape (see `cache`)."""
     login_limits: LoginLimits = field(default_factory=LoginLimits)
     key_prefix: str = "jgw"
     clock: Callable[[], dt.datetime] = field(default=utc_now)

@@ -181,6 +181,41 @@ class Tenant:
     def api_types(self) -> list[TypeDef]:
         return [t for t in self.types.values() if t.api]
 
+    def reachable(self, name: str) -> tuple[str, ...]:
+        """`name` and every type its references lead to, transitively (sorted).
+
+        A filter or a row scope on `name` can only look at these types' records.
+        """
+        key = (self.digest, "reach", name)
+        if (found := _RELATIONS.get(key)) is None:
+            seen = {name}
+            todo = [name]
+            while todo:
+                for prop in self.types[todo.pop()].properties.values():
+                    target = prop.to if prop.kind is Kind.REFERENCE else None
+                    if target is not None and target in self.types and target not in seen:
+                        seen.add(target)
+                        todo.append(target)
+            found = _RELATIONS[key] = tuple(sorted(seen))
+        return found
+
+    def referrers(self, name: str) -> tuple[str, ...]:
+        """The types with a reference to `name` (deleting one of its records changes theirs)."""
+        key = (self.digest, "referrers", name)
+        if (found := _RELATIONS.get(key)) is None:
+            found = _RELATIONS[key] = tuple(
+                sorted(
+                    t.name
+                    for t in self.types.values()
+                    if any(p.kind is Kind.REFERENCE and p.to == name for p in t.properties.values())
+                )
+            )
+        return found
+
+
+_RELATIONS: dict[tuple[str, str, str], tuple[str, ...]] = {}
+"""Derived relations between a tenant's types, computed once per tenant digest."""
+
 
 def identifier(*parts: str, sep: str = "_") -> str:
     """Join parts into a SQL identifier; names past PostgreSQL's limit get a stable hash tail."""

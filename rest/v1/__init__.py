@@ -6,6 +6,7 @@ from litestar import Router
 from litestar.di import Provide
 
 from resolvers.tenant import Tenant
+from rest.v1.admin import AdminController
 from rest.v1.collections import collection_routers
 from rest.v1.keys import KeysController, OthersKeysController
 from rest.v1.security import private_responses, provide_principal, refuse_keys_in_query
@@ -21,6 +22,7 @@ def v1_router(tenant: Tenant, *, trusted_proxies: frozenset[str]) -> Router:
             KeysController,
             OthersKeysController,
             UsersController,
+            AdminController,
             *collection_routers(tenant),
         ],
         dependencies={

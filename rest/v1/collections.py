@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Request, Router, delete, get, patch, post, put
+from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.spec import (
     OpenAPIFormat,
@@ -33,13 +33,14 @@ from litestar.openapi.spec import (
 from litestar.params import JSONBody, PathParameter, QueryParameter, SkipValidation
 
 from resolvers import collections as records
-from resolvers import query_grammar
+from resolvers import query_grammar, reads
 from resolvers.errors import FieldError, Invalid
 from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.storage import MAX_ID
 from resolvers.tenant import Kind, Property, Tenant, TypeDef
 from resolvers.values import MAX_ITEMS, SYSTEM_PROPERTIES, USERS
+from rest.caching import CACHED_HEADERS, NOT_MODIFIED, cached_response, wants_fresh
 from rest.openapi import Ref, documented, problems
 
 __all__ = ["collection_routers"]
@@ -54,9 +55,9 @@ _MAX_TEXT_INPUT = 64  # resolvers.values: longer dates, months and instants are 
 _MAX_EMAIL = 254
 _MAX_PHONE = 32
 
-_READ_PROBLEMS = problems(400, 401, 403, 422)
-_ITEM_PROBLEMS = problems(400, 401, 403, 404)
-_BY_PROBLEMS = problems(400, 401, 403, 404, 422)
+_READ_PROBLEMS = {**problems(400, 401, 403, 422), **NOT_MODIFIED}
+_ITEM_PROBLEMS = {**problems(400, 401, 403, 404), **NOT_MODIFIED}
+_BY_PROBLEMS = {**problems(400, 401, 403, 404, 422), **NOT_MODIFIED}
 _CREATE_PROBLEMS = problems(400, 401, 403, 409, 422)
 _WRITE_PROBLEMS = problems(400, 401, 403, 404, 409, 422)
 _DELETE_PROBLEMS = problems(400, 401, 403, 404, 409)
@@ -448,15 +449,6 @@ def _equalities(request: Request[Any, Any, Any]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in request.query_params.items() if k not in _CONTROL]
 
 
-def _page(page: records.Page) -> dict[str, Any]:
-    meta: dict[str, Any] = {"limit": page.limit, "offset": page.offset}
-    if page.total is not None:
-        meta["total"] = page.total
-    if page.next is not None:
-        meta["next"] = page.next
-    return {"data": page.data, "meta": meta}
-
-
 # --- routes -----------------------------------------------------------------------
 
 
@@ -483,9 +475,8 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         hide: str = "",
         count: int = 0,
         no_cache: int = 0,
-    ) -> dict[str, Any]:
+    ) -> Response[bytes]:
         """Records in the caller's read scope; unknown query parameters are equality filters."""
-        del no_cache  # every read is fresh until the response cache arrives
         query = records.list_query(
             filter=filter_,
             order=order,
@@ -497,9 +488,13 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
             count=count,
             equals=_equalities(request),
         )
-        return _page(await records.list_records(services, principal, name, query))
+        fresh = wants_fresh(request, no_cache)
+        found = await reads.list_body(services, principal, name, query, fresh=fresh)
+        return cached_response(request, found)
 
-    async def search(data: Any, services: Services, principal: Principal) -> dict[str, Any]:
+    async def search(
+        request: Request[Any, Any, Any], data: Any, services: Services, principal: Principal
+    ) -> Response[bytes]:
         """The same as the list, with the parameters in a JSON body (also sent as SEARCH)."""
         body: SearchBody = _strict(data, SearchBody)
         query = records.list_query(
@@ -513,16 +508,36 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
             count=body.count,
             filter_field="filter",
         )
-        return _page(await records.list_records(services, principal, name, query))
+        fresh = wants_fresh(request, request.query_params.get("_noCache") == "1")
+        found = await reads.list_body(services, principal, name, query, fresh=fresh)
+        return cached_response(request, found)
 
-    async def get_one(record_id: int, services: Services, principal: Principal) -> dict[str, Any]:
-        return {"data": await records.get_record(services, principal, name, record_id)}
+    async def get_one(
+        *,
+        request: Request[Any, Any, Any],
+        record_id: int,
+        services: Services,
+        principal: Principal,
+        no_cache: int = 0,
+    ) -> Response[bytes]:
+        fresh = wants_fresh(request, no_cache)
+        found = await reads.record_body(services, principal, name, record_id, fresh=fresh)
+        return cached_response(request, found)
 
     async def get_by(
-        property_name: str, value: str, services: Services, principal: Principal
-    ) -> dict[str, Any]:
-        found = await records.get_by(services, principal, name, property_name, value)
-        return {"data": found}
+        *,
+        request: Request[Any, Any, Any],
+        property_name: str,
+        value: str,
+        services: Services,
+        principal: Principal,
+        no_cache: int = 0,
+    ) -> Response[bytes]:
+        fresh = wants_fresh(request, no_cache)
+        found = await reads.record_by_body(
+            services, principal, name, property_name, value, fresh=fresh
+        )
+        return cached_response(request, found)
 
     async def create(data: Any, services: Services, principal: Principal) -> dict[str, Any]:
         return {"data": await records.create_record(services, principal, name, _body(data))}
@@ -565,6 +580,7 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
                 name=f"list{name}",
                 summary=f"List {name} records",
                 responses=_READ_PROBLEMS,
+                response_headers=CACHED_HEADERS,
                 operation_class=listing,
             )(list_),
             post(
@@ -573,18 +589,21 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
                 summary=f"Search {name} records (SEARCH alias)",
                 status_code=200,
                 responses=_READ_PROBLEMS,
+                response_headers=CACHED_HEADERS,
             )(search),
             get(
                 "/{record_id:int}",
                 name=f"get{name}",
                 summary=f"Get a {name}",
                 responses=_ITEM_PROBLEMS,
+                response_headers=CACHED_HEADERS,
             )(get_one),
             get(
                 "/by/{property_name:str}/{value:str}",
                 name=f"get{name}By",
                 summary=f"Get a {name} by a unique property ({keys})",
                 responses=_BY_PROBLEMS,
+                response_headers=CACHED_HEADERS,
             )(get_by),
             post("/", name=f"create{name}", summary=f"Create a {name}", responses=_CREATE_PROBLEMS)(
                 create

@@ -94,7 +94,7 @@ async def _hits(cache: ResponseCache, who: Principal, key: CacheKey) -> bool:
 
 @SQLITE
 async def test_miss_then_hit_and_bypass_never_stores(services: Services) -> None:
-    cache = ResponseCache(services)
+    cache = services.cache
     who = principal(services)
     key = cache.record_key(who, "Company", 1, SHAPE)
     source = Source()
@@ -121,7 +121,7 @@ async def test_miss_then_hit_and_bypass_never_stores(services: Services) -> None
 
 @SQLITE
 async def test_principals_with_different_roles_never_share(services: Services) -> None:
-    cache = ResponseCache(services)
+    cache = services.cache
     integration = principal(services, roles=("integration",))
     reporter = principal(services, roles=("reporter",))
     assert integration.fingerprint != reporter.fingerprint
@@ -129,7 +129,7 @@ async def test_principals_with_different_roles_never_share(services: Services) -
     key_a = cache.record_key(integration, "Deal", 5, SHAPE)
     key_b = cache.record_key(reporter, "Deal", 5, SHAPE)
     assert key_a.entry != key_b.entry
-    assert key_a.generation == key_b.generation  # one record, one generation
+    assert key_a.generations == key_b.generations  # one record, one generation
 
     seen_by_a = await cache.read(integration, key_a, Source(b'{"id":5,"margin":1}'))
     seen_by_b = await cache.read(reporter, key_b, Source(b'{"id":5,"margin":1}'))
@@ -149,7 +149,7 @@ async def test_principals_with_different_roles_never_share(services: Services) -
 
 @SQLITE
 async def test_written_invalidates_record_and_lists_of_the_type(services: Services) -> None:
-    cache = ResponseCache(services)
+    cache = services.cache
     alice = principal(services, user_id=1)
     bob = principal(services, user_id=2, roles=("reporter",))
 
@@ -188,7 +188,7 @@ async def test_written_invalidates_record_and_lists_of_the_type(services: Servic
 async def test_a_write_through_one_worker_invalidates_the_other(
     services: Services, second_worker: Services
 ) -> None:
-    one, two = ResponseCache(services), ResponseCache(second_worker)
+    one, two = services.cache, second_worker.cache
     who = principal(services)
     record = two.record_key(who, "Deal", 3, SHAPE)
     listing = two.type_key(who, "Deal", "list", SHAPE)
@@ -224,7 +224,7 @@ async def test_a_write_racing_a_read_leaves_no_stale_entry(
     services: Services, second_worker: Services, race: str
 ) -> None:
     """The writer bumps before and after its commit; the reader's compute sees old data."""
-    reader, writer = ResponseCache(services), ResponseCache(second_worker)
+    reader, writer = services.cache, second_worker.cache
     who = principal(services)
     before, during, after = RACES[race]
 
@@ -254,7 +254,7 @@ async def test_a_write_racing_a_read_leaves_no_stale_entry(
 
 @SQLITE
 async def test_single_flight_in_one_worker(services: Services) -> None:
-    cache = ResponseCache(services)
+    cache = services.cache
     who = principal(services)
     key = cache.type_key(who, "Company", "list", SHAPE)
     source = Source(b"[1,2,3]", delay=0.05)
@@ -271,7 +271,7 @@ async def test_single_flight_in_one_worker(services: Services) -> None:
 async def test_single_flight_across_two_workers(
     services: Services, second_worker: Services
 ) -> None:
-    one, two = ResponseCache(services), ResponseCache(second_worker)
+    one, two = services.cache, second_worker.cache
     who = principal(services)
     key = one.type_key(who, "Company", "list", SHAPE)
     source = Source(b"[1,2,3]", delay=0.1)
@@ -291,7 +291,7 @@ async def test_single_flight_across_two_workers(
 async def test_a_failing_compute_reaches_every_waiter_and_stores_nothing(
     services: Services,
 ) -> None:
-    cache = ResponseCache(services)
+    cache = services.cache
     who = principal(services)
     key = cache.record_key(who, "Company", 1, SHAPE)
 
@@ -312,7 +312,7 @@ async def test_a_failing_compute_reaches_every_waiter_and_stores_nothing(
 
 @SQLITE
 async def test_an_entry_never_outlives_valid_to(services: Services) -> None:
-    cache = ResponseCache(services)
+    cache = services.cache
 
     soon = principal(services, valid_to=utc_now() + dt.timedelta(seconds=1))
     key = cache.record_key(soon, "Company", 1, SHAPE)
@@ -348,7 +348,7 @@ def _closed_port() -> int:
 async def test_valkey_unreachable_degrades_to_bypass(backend: Backend, tmp_path: Path) -> None:
     settings = make_settings(backend, f"valkey://127.0.0.1:{_closed_port()}", tmp_path)
     async with open_services(settings, migrate=True) as services:
-        cache = ResponseCache(services)
+        cache = services.cache
         who = principal(services)
         source = Source(b'{"id":1}')
         for key in (

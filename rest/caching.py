@@ -1,0 +1,94 @@
+"""HTTP semantics of cached reads (DESIGN §7): ETag, 304, X-Cache, Cache-Control.
+
+The body and its ETag come from `resolvers.reads`; this module only decides whether
+the client asked for a fresh answer and whether it already has this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from litestar import Request, Response
+from litestar.datastructures import ResponseHeader
+from litestar.openapi import ResponseSpec
+
+from resolvers.cache import Cached
+
+__all__ = [
+    "CACHED_HEADERS",
+    "NOT_MODIFIED",
+    "cached_response",
+    "not_modified",
+    "wants_fresh",
+]
+
+_JSON = "application/json"
+# `private`: never stored by shared caches; `no-cache`: a browser or client-side cache
+# keeps it but revalidates with If-None-Match first (a 304 costs almost nothing).
+_CACHE_CONTROL = "private, no-cache"
+
+CACHED_HEADERS = [
+    ResponseHeader(
+        name="ETag",
+        documentation_only=True,
+        description="Scoped to the caller: the same body has a different ETag for another key.",
+    ),
+    ResponseHeader(
+        name="X-Cache",
+        documentation_only=True,
+        description="HIT (from the response cache), MISS (computed and stored) or "
+        "BYPASS (computed and not stored: no-cache, `_noCache=1`, audited reads, cache down).",
+    ),
+    ResponseHeader(name="Cache-Control", documentation_only=True, description=_CACHE_CONTROL),
+]
+NOT_MODIFIED = {
+    304: ResponseSpec(
+        data_container=None,
+        description="Not modified: the `If-None-Match` ETag is the current one (empty body).",
+    )
+}
+
+
+def wants_fresh(request: Request[Any, Any, Any], no_cache: int = 0) -> bool:
+    """`Cache-Control: no-cache` (or `Pragma: no-cache`), or `_noCache=1`."""
+    if no_cache:
+        return True
+    for name, value in request.scope["headers"]:
+        if name in {b"cache-control", b"pragma"} and _has_directive(value, b"no-cache"):
+            return True
+    return False
+
+
+def not_modified(request: Request[Any, Any, Any], etag: str) -> bool:
+    """Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 §13.1.2 says)."""
+    for name, value in request.scope["headers"]:
+        if name == b"if-none-match":
+            return _matches(value.decode("latin-1"), etag)
+    return False
+
+
+def cached_response(request: Request[Any, Any, Any], cached: Cached) -> Response[bytes]:
+    """The body as JSON, or an empty 304 when the client already holds this ETag."""
+    headers = {"ETag": cached.etag, "X-Cache": cached.status, "Cache-Control": _CACHE_CONTROL}
+    if not_modified(request, cached.etag):
+        return Response(content=b"", status_code=304, headers=headers)
+    return Response(content=cached.body, media_type=_JSON, headers=headers)
+
+
+def _has_directive(value: bytes, directive: bytes) -> bool:
+    return any(part.strip().split(b"=", 1)[0].lower() == directive for part in value.split(b","))
+
+
+def _matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    return _opaque(etag) in {_opaque(tag) for tag in _tags(header)}
+
+
+def _tags(header: str) -> Iterable[str]:
+    return (tag.strip() for tag in header.split(",") if tag.strip())
+
+
+def _opaque(tag: str) -> str:
+    return tag.removeprefix("W/")
