@@ -27,11 +27,11 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from gateway.embedded import start_embedded_valkey
 from gateway.runtime import open_services
 from gateway.settings import ServerSettings, Settings, SettingsError
-from resolvers import auth, users
+from resolvers import auth, cache_admin, users
 from resolvers.errors import Conflict, GatewayError, Invalid, TenantFileError
 from resolvers.migrate import DestructiveMigrationRefused, apply_plan, plan_migration
 from resolvers.principal import Principal, UserState, build_principal
-from resolvers.services import Services
+from resolvers.services import CACHE_ERRORS, Services
 from resolvers.tenant import ADMIN_ROLE
 from resolvers.users import ensure_admin
 
@@ -528,6 +528,65 @@ def key_revoke(key_id: int) -> None:
 @main.group()
 def cache() -> None:
     """Inspect and purge the response cache."""
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError  # pragma: no cover - the loop always returns
+
+
+@cache.command("stats")
+def cache_stats() -> None:
+    """Entries and memory per type; hits, misses and bypasses of every process."""
+
+    async def work(services: Services, operator: Principal) -> cache_admin.CacheStats:
+        return await cache_admin.cache_stats(services, operator)
+
+    stats = _operate(work)
+    if not stats.available:
+        raise click.ClickException("the response cache (Valkey) is unreachable")
+    ratio = "-" if stats.hit_ratio is None else f"{stats.hit_ratio:.1%}"
+    click.echo(
+        f"hits {stats.hits}  misses {stats.misses}  bypasses {stats.bypasses}  "
+        f"hit ratio {ratio}  since {stats.since or '-'}"
+    )
+    click.echo(f"entries live at most {stats.list_ttl} s (GATEWAY_CACHE_LIST_TTL)")
+    if not stats.types:
+        click.echo("No cached entries.")
+        return
+    width = max(len(name) for name in stats.types)
+    click.echo(f"{'type':<{width}}  {'entries':>8}  {'memory':>10}")
+    for name, figures in stats.types.items():
+        click.echo(f"{name:<{width}}  {figures.entries:>8}  {_size(figures.memory_bytes):>10}")
+    click.echo(f"{'total':<{width}}  {stats.entries:>8}  {_size(stats.memory_bytes):>10}")
+    if stats.truncated:
+        click.echo(f"(counted the first {cache_admin.SCAN_LIMIT} keys only)")
+
+
+@cache.command("purge")
+@click.option("--type", "type_name", help="Only the entries of this type.")
+@click.option("--user", "login", help="Only the entries of this user (a login).")
+@click.option("--all", "everything", is_flag=True, help="Every entry (when no filter is given).")
+def cache_purge(type_name: str | None, login: str | None, *, everything: bool) -> None:
+    """Delete cached entries: of one type, one user, both, or --all."""
+    if not (type_name or login or everything):
+        raise click.UsageError("say what to purge: --type, --user, or --all")
+
+    async def work(services: Services, operator: Principal) -> int:
+        user_id = None if login is None else await _user_id(services, login)
+        try:
+            return await cache_admin.purge_cache(
+                services, operator, type_name=type_name, user_id=user_id
+            )
+        except CACHE_ERRORS as exc:
+            raise click.ClickException("the response cache (Valkey) is unreachable") from exc
+
+    deleted = _operate(work)
+    click.echo(f"Purged {deleted} cached entr{'y' if deleted == 1 else 'ies'}.")
 
 
 @main.command()

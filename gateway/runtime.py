@@ -13,10 +13,10 @@ from valkey.asyncio import Valkey
 from gateway.embedded import start_embedded_valkey
 from gateway.settings import Settings
 from resolvers.batching import BatchedReads
+from resolvers.cache import ResponseCache
 from resolvers.migrate import apply_plan
 from resolvers.passwords import Passwords
 from resolvers.ratelimit import LoginLimits
-from resolvers.cache import ResponseCache
 from resolvers.services import Services, utc_now
 from resolvers.storage import Schema, build_schema, create_engine, writer
 from resolvers.tenant import Tenant, load_tenant
@@ -58,7 +58,7 @@ async def open_services(
             plan = await apply_plan(writer(engine), schema, tenant_digest=tenant.digest)
             if not plan.empty:
                 _log.info("schema migrated:\n%s", plan.describe())
-        yield Services(
+        services = Services(
             tenant=tenant,
             schema=schema,
             engine=engine,
@@ -82,6 +82,10 @@ async def open_services(
                 list_ttl=settings.valkey.cache_list_ttl,
             ),
         )
+        try:
+            yield services
+        finally:
+            await services.cache.aclose()
     finally:
         await valkey.aclose()
         await engine.dispose()

@@ -60,6 +60,7 @@ Status = Literal["HIT", "MISS", "BYPASS"]
 _LOCK_TTL_MS = 5_000
 _WAIT_STEP = 0.01
 _WAIT_LIMIT = 2.0
+_FLUSH_DELAY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,6 @@ class ResponseCache:
         self._inflight: dict[str, asyncio.Future[Cached]] = {}
         self.counters: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
         self._unflushed: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
-        self._flushed_at = 0.0
         self._flushing: asyncio.Task[None] | None = None
 
     # --- keys ---------------------------------------------------------------------
@@ -332,31 +332,40 @@ class ResponseCache:
         return f"{self.prefix}:stats"
 
     def _count(self, status: Status) -> None:
-        """Count in process; add to the shared counters in Valkey at most once a second."""
+        """Count in process; the shared counters in Valkey get it within a second."""
         self.counters[status] += 1
         self._unflushed[status] += 1
-        now = asyncio.get_running_loop().time()
-        if now - self._flushed_at >= 1.0 and self._flushing is None:
-            self._flushed_at = now
-            self._flushing = asyncio.create_task(self.flush_counters())
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(_FLUSH_DELAY)
+        self._flushing = None
+        await self.flush_counters()
 
     async def flush_counters(self) -> None:
         """Add this process's counts since the last flush to the shared hash."""
         pending = {k: v for k, v in self._unflushed.items() if v}
+        if not pending:
+            return
         for name in pending:
             self._unflushed[name] = 0
         try:
-            if pending:
-                async with self._valkey.pipeline(transaction=False) as pipe:
-                    for name, count in pending.items():
-                        pipe.hincrby(self.stats_key(), name, count)
-                    pipe.hsetnx(self.stats_key(), "since", self._clock().isoformat())
-                    await pipe.execute()
+            async with self._valkey.pipeline(transaction=False) as pipe:
+                for name, count in pending.items():
+                    pipe.hincrby(self.stats_key(), name, count)
+                pipe.hsetnx(self.stats_key(), "since", self._clock().isoformat())
+                await pipe.execute()
         except CACHE_ERRORS:
             for name, count in pending.items():
                 self._unflushed[name] += count  # kept for the next flush
-        finally:
+
+    async def aclose(self) -> None:
+        """Flush what is counted (best effort) and stop the pending flush."""
+        if self._flushing is not None:
+            self._flushing.cancel()
             self._flushing = None
+        await self.flush_counters()
 
 
 def _current(raw: bytes | None, generations: tuple[int, ...]) -> Cached | None:
