@@ -29,18 +29,26 @@ _JSON = "application/json"
 _CACHE_CONTROL = "private, no-cache"
 
 CACHED_HEADERS = [
+    # `value` only gives the documented header its (string) schema.
     ResponseHeader(
         name="ETag",
+        value='"0123456789abcdef0123456789abcdef"',
         documentation_only=True,
         description="Scoped to the caller: the same body has a different ETag for another key.",
     ),
     ResponseHeader(
         name="X-Cache",
+        value="HIT",
         documentation_only=True,
         description="HIT (from the response cache), MISS (computed and stored) or "
         "BYPASS (computed and not stored: no-cache, `_noCache=1`, audited reads, cache down).",
     ),
-    ResponseHeader(name="Cache-Control", documentation_only=True, description=_CACHE_CONTROL),
+    ResponseHeader(
+        name="Cache-Control",
+        value=_CACHE_CONTROL,
+        documentation_only=True,
+        description="Private to the caller; revalidate with If-None-Match.",
+    ),
 ]
 NOT_MODIFIED = {
     304: ResponseSpec(

@@ -231,12 +231,15 @@ def test_errors_are_documented_as_problem_details(served: Served) -> None:
     assert set(problem["required"]) == {"type", "title", "status", "detail"}
     assert problem["properties"]["errors"]["items"]["required"] == ["field", "message"]
     expected = {
-        "get": {"200", "400", "401", "403", "422"},
+        "get": {"200", "304", "400", "401", "403", "422"},
         "post": {"201", "400", "401", "403", "409", "422"},
     }
     for method, statuses in expected.items():
         responses = document["paths"][f"{COLLECTIONS}/Company"][method]["responses"]
         assert set(responses) == statuses
+    listed = document["paths"][f"{COLLECTIONS}/Company"]["get"]["responses"]
+    assert set(listed["200"]["headers"]) >= {"ETag", "X-Cache", "Cache-Control"}
+    assert "content" not in listed["304"]
     item = document["paths"][f"{COLLECTIONS}/Company/{{record_id}}"]
     assert set(item["patch"]["responses"]) == {"200", "400", "401", "403", "404", "409", "422"}
     assert set(item["delete"]["responses"]) == {"204", "400", "401", "403", "404", "409"}
