@@ -14,8 +14,10 @@ from gateway.embedded import start_embedded_valkey
 from gateway.settings import Settings
 from resolvers.batching import BatchedReads
 from resolvers.cache import ResponseCache
+from resolvers.errors import TenantFileError
 from resolvers.migrate import apply_plan
 from resolvers.passwords import Passwords
+from resolvers.query_compile import check_scopes
 from resolvers.ratelimit import LoginLimits
 from resolvers.services import Services, utc_now
 from resolvers.storage import Schema, build_schema, create_engine, writer
@@ -41,6 +43,8 @@ async def open_services(
     """
     tenant = tenant or load_tenant(settings.tenant_file)
     schema = schema or build_schema(tenant)
+    if problems := check_scopes(tenant, schema, utc_now()):
+        raise TenantFileError(problems)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded = None
     valkey_url = settings.valkey.url

@@ -25,11 +25,11 @@ from sqlalchemy.sql.elements import ColumnClause
 from resolvers import query_grammar as q
 from resolvers import values
 from resolvers.errors import FieldError, Invalid
-from resolvers.principal import Principal, Scope
+from resolvers.principal import Principal, Scope, UserState, build_principal
 from resolvers.storage import Schema
 from resolvers.tenant import Kind, Property, Tenant, TypeDef
 
-__all__ = ["Compiler", "ScopeError", "scope_tree"]
+__all__ = ["Compiler", "ScopeError", "check_scopes", "scope_tree"]
 
 _TEXTUAL = frozenset({Kind.STRING, Kind.TEXT, Kind.EMAIL, Kind.PHONE, Kind.ENUM})
 _UNORDERED = frozenset({Kind.BOOLEAN, Kind.FILE, Kind.REFERENCE})
@@ -267,6 +267,52 @@ class Compiler:
     def _invalid(self, at: str, message: str) -> Invalid:
         where = f"{self.field_name} ({at})" if at else self.field_name
         return Invalid("the filter is not valid", [FieldError(where, message)])
+
+
+def check_scopes(tenant: Tenant, schema: Schema, now: dt.datetime) -> list[str]:
+    """Compile every role's row scopes once: `file:roles.R.types.T.right: reason` per fault.
+
+    The loader checks the tenant file's shape; whether an expression names real fields
+    with values of the right kinds takes the compiler. Called at start, so that a
+    broken scope stops the gateway instead of failing the first request it guards.
+    """
+    problems = []
+    for role in tenant.roles.values():
+        principal = _role_principal(tenant, role.name)
+        compiler = Compiler(tenant, schema, principal, now, field_name="role scope")
+        for type_name, rights in role.types.items():
+            type_def = tenant.types[type_name]
+            for right in ("read", "create", "update", "delete"):
+                granted = getattr(rights, right)
+                if granted.mode != "filter" or granted.expression is None:
+                    continue
+                try:
+                    compiler.scope(type_def, Scope(filters=(granted.expression,)))
+                except (ScopeError, Invalid) as exc:
+                    cause = exc.__cause__ if isinstance(exc, ScopeError) else exc
+                    reasons = (
+                        [f"{e.field}: {e.message}" for e in cause.errors]
+                        if isinstance(cause, Invalid) and cause.errors
+                        else [str(cause)]
+                    )
+                    path = f"roles.{role.name}.types.{type_name}.{right}"
+                    problems += [f"{tenant.source}:{path}: {reason}" for reason in reasons]
+    return problems
+
+
+def _role_principal(tenant: Tenant, role: str) -> Principal:
+    user = UserState(
+        id=0,
+        login="(scope check)",
+        active=True,
+        valid_from=None,
+        valid_to=None,
+        timezone=None,
+        roles=(role,),
+        groups=(),
+        security_version=0,
+    )
+    return build_principal(tenant, user)
 
 
 @functools.lru_cache(maxsize=1024)
