@@ -16,10 +16,11 @@ from resolvers.batching import BatchedReads
 from resolvers.cache import ResponseCache
 from resolvers.errors import TenantFileError
 from resolvers.migrate import apply_plan
+from resolvers.notify import build_notifiers
 from resolvers.passwords import Passwords
 from resolvers.query_compile import check_scopes
 from resolvers.ratelimit import LoginLimits
-from resolvers.services import Services, utc_now
+from resolvers.services import ChallengePolicy, Services, utc_now
 from resolvers.storage import Schema, build_schema, create_engine, writer
 from resolvers.tenant import Tenant, load_tenant
 
@@ -78,6 +79,15 @@ async def open_services(
                 window=dt.timedelta(seconds=settings.security.login_window),
             ),
             key_prefix=settings.valkey.key_prefix,
+            notifiers=build_notifiers(
+                smtp_url=settings.accounts.smtp_url,
+                smtp_sender=settings.accounts.smtp_from,
+                sms_webhook_url=settings.accounts.sms_webhook_url,
+                engine=writer(engine),
+                outbox_table=schema.system.outbox,
+                clock=utc_now,
+            ),
+            challenges=_challenge_policy(settings),
             cache=ResponseCache(
                 valkey,
                 prefix=settings.valkey.key_prefix,
@@ -90,8 +100,24 @@ async def open_services(
             yield services
         finally:
             await services.cache.aclose()
+            await services.notifiers.aclose()
     finally:
         await valkey.aclose()
         await engine.dispose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+def _challenge_policy(settings: Settings) -> ChallengePolicy:
+    accounts = settings.accounts
+    server = settings.server
+    return ChallengePolicy(
+        code_length=accounts.challenge_code_length,
+        ttl=accounts.challenge_ttl,
+        max_attempts=accounts.challenge_max_attempts,
+        cooldown=accounts.challenge_cooldown,
+        max_retries=accounts.challenge_max_retries,
+        link_origins=accounts.challenge_link_origins,
+        public_url=accounts.public_url or f"http://{server.host}:{server.port}",
+        reset_revokes_keys=accounts.reset_revokes_keys,
+    )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from resolvers.passwords import PasswordProfile
 
@@ -86,6 +87,22 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountSettings:
+    challenge_code_length: int = 6
+    challenge_ttl: int = 600
+    challenge_max_attempts: int = 5
+    challenge_cooldown: int = 60
+    challenge_max_retries: int = 5
+    challenge_link_origins: tuple[str, ...] = ()
+    public_url: str | None = None
+    """Base URL of the gateway for e-mailed links; unset: `http://<host>:<port>`."""
+    smtp_url: str | None = field(default=None, repr=False)
+    smtp_from: str = "Jetstack Gateway <no-reply@localhost>"
+    sms_webhook_url: str | None = field(default=None, repr=False)
+    reset_revokes_keys: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
     tenant_file: Path
@@ -94,6 +111,7 @@ class Settings:
     server: ServerSettings = ServerSettings()
     admin: AdminSettings = AdminSettings()
     security: SecuritySettings = SecuritySettings()
+    accounts: AccountSettings = AccountSettings()
     password_profile: PasswordProfile = "rfc9106_low_memory"  # noqa: S105 - a profile name
     auto_migrate: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -138,6 +156,32 @@ class Settings:
                 hash_concurrency=reader.integer("GATEWAY_HASH_CONCURRENCY", 4, low=1, high=64),
                 trusted_proxies=reader.items("GATEWAY_TRUSTED_PROXIES"),
                 cors_origins=reader.items("GATEWAY_CORS_ORIGINS"),
+            ),
+            accounts=AccountSettings(
+                challenge_code_length=reader.integer(
+                    "GATEWAY_CHALLENGE_CODE_LENGTH", 6, low=6, high=10
+                ),
+                challenge_ttl=reader.integer("GATEWAY_CHALLENGE_TTL", 600, low=30, high=86_400),
+                challenge_max_attempts=reader.integer(
+                    "GATEWAY_CHALLENGE_MAX_ATTEMPTS", 5, low=1, high=100
+                ),
+                challenge_cooldown=reader.integer(
+                    "GATEWAY_CHALLENGE_COOLDOWN", 60, low=0, high=86_400
+                ),
+                challenge_max_retries=reader.integer(
+                    "GATEWAY_CHALLENGE_MAX_RETRIES", 5, low=0, high=100
+                ),
+                challenge_link_origins=tuple(
+                    reader.url(item, "GATEWAY_CHALLENGE_LINK_ORIGINS", ("http", "https"))
+                    .rstrip("/")
+                    .lower()
+                    for item in reader.items("GATEWAY_CHALLENGE_LINK_ORIGINS")
+                ),
+                public_url=reader.optional_url("GATEWAY_PUBLIC_URL", ("http", "https")),
+                smtp_url=reader.optional_url("GATEWAY_SMTP_URL", ("smtp", "smtps")),
+                smtp_from=reader.text("GATEWAY_SMTP_FROM", "Jetstack Gateway <no-reply@localhost>"),
+                sms_webhook_url=reader.optional_url("GATEWAY_SMS_WEBHOOK_URL", ("http", "https")),
+                reset_revokes_keys=reader.flag("GATEWAY_RESET_REVOKES_KEYS", default=True),
             ),
             password_profile=reader.choice(
                 "GATEWAY_PASSWORD_PROFILE", "rfc9106_low_memory", ("rfc9106_low_memory", "test")
@@ -212,6 +256,49 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
         "rfc9106_low_memory",
         "argon2id parameters; `test` is a cheap profile for test suites only.",
     ),
+    (
+        "GATEWAY_CHALLENGE_CODE_LENGTH",
+        "6",
+        "Digits of e-mailed and texted codes (6 to 10).",
+    ),
+    ("GATEWAY_CHALLENGE_TTL", "600", "Seconds a challenge code or link stays valid."),
+    (
+        "GATEWAY_CHALLENGE_MAX_ATTEMPTS",
+        "5",
+        "Wrong guesses one code survives; then it is dead and a retry sends a new one.",
+    ),
+    ("GATEWAY_CHALLENGE_COOLDOWN", "60", "Seconds between two sends of one challenge (429)."),
+    (
+        "GATEWAY_CHALLENGE_MAX_RETRIES",
+        "5",
+        "Retries over a challenge's lifetime (then 409); also per login or e-mail and day.",
+    ),
+    (
+        "GATEWAY_CHALLENGE_LINK_ORIGINS",
+        "none",
+        "Comma-separated origins (`https://app.example`) a register `link_url` may point at.",
+    ),
+    (
+        "GATEWAY_PUBLIC_URL",
+        "`http://<host>:<port>`",
+        "Where users reach the gateway: e-mailed links without a `link_url` point here.",
+    ),
+    (
+        "GATEWAY_SMTP_URL",
+        "outbox",
+        "`smtp://user:pw@host:587` (STARTTLS when offered) or `smtps://...`; unset: the outbox.",
+    ),
+    ("GATEWAY_SMTP_FROM", "`Jetstack Gateway <no-reply@localhost>`", "Sender of e-mails."),
+    (
+        "GATEWAY_SMS_WEBHOOK_URL",
+        "outbox",
+        'Texts are POSTed here as `{"to", "text"}`; unset: the outbox.',
+    ),
+    (
+        "GATEWAY_RESET_REVOKES_KEYS",
+        "true",
+        "A completed password reset revokes the user's API keys.",
+    ),
     ("GATEWAY_AUTO_MIGRATE", "true", "`serve` applies additive tenant-file changes at start."),
     ("GATEWAY_LOG_LEVEL", "info", "debug, info, warning or error."),
 )
@@ -256,6 +343,16 @@ class _EnvReader:
             self.problems.append(f"{name}={raw!r}: expected a number from {low} to {high}")
             return default
         return value
+
+    def url(self, raw: str, name: str, schemes: tuple[str, ...]) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.hostname:
+            self.problems.append(f"{name}: {raw!r} is not a {' or '.join(schemes)} URL")
+        return raw
+
+    def optional_url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        raw = self.optional(name)
+        return None if raw is None else self.url(raw, name, schemes)
 
     def items(self, name: str) -> tuple[str, ...]:
         raw = self.optional(name) or ""

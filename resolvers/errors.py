@@ -107,6 +107,17 @@ class Unavailable(GatewayError):
         self.retry_after = retry_after
 
 
+class DeliveryFailed(GatewayError):
+    """A challenge's message could not be handed over; the challenge stays retryable."""
+
+    code = "delivery_failed"
+    title = "Delivery failed"
+
+    def __init__(self, detail: str, challenge_id: str) -> None:
+        super().__init__(detail)
+        self.challenge_id = challenge_id
+
+
 class TenantFileError(Exception):
     """The tenant file is refused; `problems` holds every `file:key.path: reason`."""
 

@@ -11,16 +11,38 @@ from valkey.asyncio import Valkey
 
 from resolvers.batching import BatchedReads
 from resolvers.cache import CACHE_ERRORS, ResponseCache
+from resolvers.notify import Notifiers
 from resolvers.passwords import Passwords
 from resolvers.ratelimit import LoginLimits
 from resolvers.storage import Schema
 from resolvers.tenant import Tenant
 
-__all__ = ["CACHE_ERRORS", "Services", "utc_now"]
+__all__ = ["CACHE_ERRORS", "ChallengePolicy", "Services", "utc_now"]
 
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengePolicy:
+    """How account challenges behave (`GATEWAY_CHALLENGE_*`; see `resolvers.challenges`)."""
+
+    code_length: int = 6
+    ttl: int = 600
+    """Seconds a secret stays valid."""
+    max_attempts: int = 5
+    """Wrong guesses a secret survives."""
+    cooldown: int = 60
+    """Seconds between two sends of one challenge."""
+    max_retries: int = 5
+    """Retries over a challenge's lifetime."""
+    link_origins: tuple[str, ...] = ()
+    """Origins (`https://app.example`) a `link_url` may point at."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Where the gateway is reached: links without a `link_url` point at it."""
+    reset_revokes_keys: bool = True
+    """A completed password reset revokes the user's API keys."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +61,9 @@ class Services:
     passwords: Passwords
     cache: ResponseCache
     """Rendered read results, per principal and request shape (see `cache`)."""
+    notifiers: Notifiers
+    """E-mail and SMS delivery of challenge messages."""
     login_limits: LoginLimits = field(default_factory=LoginLimits)
+    challenges: ChallengePolicy = field(default_factory=ChallengePolicy)
     key_prefix: str = "jgw"
     clock: Callable[[], dt.datetime] = field(default=utc_now)

@@ -31,11 +31,13 @@ from resolvers.timezones import is_zone, parse_instant
 __all__ = [
     "BootstrapResult",
     "UserView",
+    "check_password",
     "create_user",
     "delete_user",
     "ensure_admin",
     "get_user",
     "list_users",
+    "register_user",
     "update_user",
 ]
 
@@ -152,11 +154,34 @@ async def _views(
 
 async def create_user(services: Services, actor: Principal, data: Mapping[str, Any]) -> UserView:
     actor.require(Permission.MANAGE_USERS)
+    user_id = await _insert_user(services, actor, data, active=None)
+    return await get_user(services, actor, user_id)
+
+
+async def register_user(
+    services: Services, actor: Principal, data: Mapping[str, Any], *, active: bool
+) -> int:
+    """Create a user for `registerUsers` (see `challenges.register`); its id.
+
+    The same rules as `create_user` bound it: the new user gets no role the actor lacks.
+    Activation is not the caller's to set: a challenge decides it.
+    """
+    actor.require(Permission.REGISTER_USERS)
+    if "active" in data:
+        raise Invalid("the user is not valid", [FieldError("user.active", "set by the challenge")])
+    return await _insert_user(services, actor, data, active=active)
+
+
+async def _insert_user(
+    services: Services, actor: Principal, data: Mapping[str, Any], *, active: bool | None
+) -> int:
     fields = _parse(services, actor, data, partial=False)
     _check_grants(services, actor, fields)
     password = fields.pop("password", None)
     roles = fields.pop("roles", [])
     groups = fields.pop("groups", [])
+    if active is not None:
+        fields["active"] = active
     now = services.clock()
     users = services.schema.system.users
     password_hash = await services.passwords.hash(password) if password else None
@@ -176,7 +201,7 @@ async def create_user(services: Services, actor: Principal, data: Mapping[str, A
             await _assign(conn, services, int(user_id or 0), roles=roles, groups=groups)
     except IntegrityError as exc:
         raise Conflict("that login is already taken", field="login") from exc
-    return await get_user(services, actor, int(user_id or 0))
+    return int(user_id or 0)
 
 
 async def update_user(
@@ -322,7 +347,8 @@ def _zone(value: object) -> str:
     raise ValueError("not an IANA time zone")
 
 
-def _password(value: object) -> str:
+def check_password(value: object) -> str:
+    """A password the gateway accepts (ValueError with the rule otherwise)."""
     if isinstance(value, str) and _MIN_PASSWORD <= len(value) <= _MAX_PASSWORD:
         return value
     raise ValueError(f"{_MIN_PASSWORD} to {_MAX_PASSWORD} characters")
@@ -356,7 +382,7 @@ _SIMPLE: dict[str, Callable[[object], object]] = {
     "email": _optional(_email),
     "phone": _optional(_text(_PHONE, "not a phone number")),
     "timezone": _optional(_zone),
-    "password": _password,
+    "password": check_password,
     "active": _flag,
 }
 

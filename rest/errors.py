@@ -14,6 +14,7 @@ from litestar.types import ExceptionHandlersMap
 
 from resolvers.errors import (
     Conflict,
+    DeliveryFailed,
     Forbidden,
     GatewayError,
     Gone,
@@ -40,6 +41,7 @@ _STATUS: dict[type[GatewayError], int] = {
     Gone: 410,
     RateLimited: 429,
     Unavailable: 503,
+    DeliveryFailed: 502,
 }
 
 PROBLEM_STATUSES = tuple(sorted({400, *_STATUS.values()}))
@@ -54,12 +56,14 @@ def problem(
     code: str,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {
         "type": f"https://jetstack.dev/problems/{code}",
         "title": title,
         "status": status,
         "detail": detail,
+        **(extensions or {}),
     }
     if errors is not None:
         body["errors"] = errors
@@ -82,7 +86,16 @@ def _gateway_error(_request: Request[Any, Any, Any], exc: GatewayError) -> Respo
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="jetstack-gateway"'
-    return problem(status, exc.title, exc.detail, code=exc.code, errors=errors, headers=headers)
+    extensions = {"challenge_id": exc.challenge_id} if isinstance(exc, DeliveryFailed) else None
+    return problem(
+        status,
+        exc.title,
+        exc.detail,
+        code=exc.code,
+        errors=errors,
+        headers=headers,
+        extensions=extensions,
+    )
 
 
 def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

@@ -80,6 +80,7 @@ _PROBLEM_DESCRIPTIONS = {
     410: "The resource existed but is gone.",
     422: "The content is not valid; `errors` lists every field that is wrong.",
     429: "Too many attempts; `Retry-After` says when to try again.",
+    502: "A message could not be delivered; `challenge_id` names the challenge to retry.",
     503: "Temporarily unavailable; `Retry-After` says when to try again.",
 }
 
@@ -106,6 +107,10 @@ def _problem_schema(_ref: Ref) -> Schema:
                 type=OpenAPIType.ARRAY,
                 items=field_error,
                 description="For invalid input and conflicts: what is wrong, field by field.",
+            ),
+            "challenge_id": Schema(
+                type=OpenAPIType.STRING,
+                description="For a failed delivery (502): the challenge to retry.",
             ),
         },
         required=["type", "title", "status", "detail"],

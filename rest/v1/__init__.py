@@ -6,6 +6,7 @@ from litestar import Router
 from litestar.di import Provide
 
 from resolvers.tenant import Tenant
+from rest.v1.accounts import AccountsController
 from rest.v1.admin import AdminController
 from rest.v1.collections import collection_routers
 from rest.v1.keys import KeysController, OthersKeysController
@@ -20,6 +21,7 @@ def v1_router(tenant: Tenant, *, trusted_proxies: frozenset[str]) -> Router:
         path="/api/v1",
         route_handlers=[
             KeysController,
+            AccountsController,
             OthersKeysController,
             UsersController,
             AdminController,
