@@ -19,6 +19,7 @@ from resolvers.tenant import Tenant, load_tenant
 from rest.edge import GatewayApp
 from rest.errors import EXCEPTION_HANDLERS
 from rest.health import HealthController
+from rest.manage import ManageController
 from rest.openapi import docs, openapi_config
 from rest.v1 import v1_router
 
@@ -50,6 +51,7 @@ def create_app(
     return GatewayApp(
         route_handlers=[
             HealthController,
+            ManageController,
             docs,
             v1_router(tenant, trusted_proxies=frozenset(settings.security.trusted_proxies)),
         ],

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from litestar import Litestar
 
 from gateway.app import create_app
+from gateway.runtime import configure_logging
 from gateway.settings import Settings
 
 __all__ = ["app_from_env"]
@@ -16,6 +16,5 @@ __all__ = ["app_from_env"]
 def app_from_env() -> Litestar:
     """Build the app from `GATEWAY_*` variables (each worker process calls this once)."""
     settings = Settings.from_env(os.environ)
-    logging.basicConfig(level=settings.log_level.upper())
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(settings)
     return create_app(settings, freeze_gc=True)

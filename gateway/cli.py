@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import os
 import secrets
 import sys
@@ -25,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from gateway.embedded import start_embedded_valkey
-from gateway.runtime import open_services
+from gateway.runtime import configure_logging, open_services
 from gateway.settings import ServerSettings, Settings, SettingsError
 from resolvers import auth, cache_admin, users
 from resolvers.errors import Conflict, GatewayError, Invalid, TenantFileError
@@ -66,15 +65,6 @@ def _run(settings: Settings, work: Callable[[Services], Awaitable[_T]], *, migra
         raise click.ClickException(str(exc)) from exc
 
 
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Jetstack Gateway: a tenant's typed collections over REST and GraphQL."""
@@ -98,7 +88,7 @@ async def _initialise(services: Services, settings: Settings) -> None:
 def init() -> None:
     """Create the schema (additive changes only) and the admin user."""
     settings = _settings()
-    _configure_logging(settings)
+    configure_logging(settings)
     _run(settings, lambda s: _initialise(s, settings), migrate=True)
     click.echo("Initialised.")
 
@@ -109,7 +99,7 @@ def init() -> None:
 def migrate(*, allow_destructive: bool, dry_run: bool) -> None:
     """Bring the database to the tenant file: print the plan, then apply it."""
     settings = _settings()
-    _configure_logging(settings)
+    configure_logging(settings)
 
     async def work(services: Services) -> None:
         plan = await plan_migration(services.engine, services.schema)
@@ -144,7 +134,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         workers=workers or settings.server.workers,
     )
     settings = settings.with_server(server)
-    _configure_logging(settings)
+    configure_logging(settings)
     embedded = None
     try:
         if settings.valkey.url is None:
@@ -225,7 +215,7 @@ def _explain(exc: GatewayError) -> str:
 def _operate(work: Callable[[Services, Principal], Awaitable[_T]]) -> _T:
     """Run `work` as the operator on the configured database and Valkey."""
     settings = _settings()
-    _configure_logging(settings)
+    configure_logging(settings)
     if settings.valkey.url is None and (url := _running_embedded_valkey(settings)):
         settings = replace(settings, valkey=replace(settings.valkey, url=url))
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,9 +25,28 @@ from resolvers.services import ChallengePolicy, Services, utc_now
 from resolvers.storage import Schema, build_schema, create_engine, writer
 from resolvers.tenant import Tenant, load_tenant
 
-__all__ = ["open_services"]
+__all__ = ["configure_logging", "open_services"]
 
 _log = logging.getLogger("gateway")
+
+
+_QUIET = {
+    "alembic": logging.WARNING,  # a line per comparison step at every start
+    "httpx": logging.WARNING,  # request URLs at INFO: a webhook URL may carry a token
+    "httpcore": logging.WARNING,
+    "aiosqlite": logging.INFO,  # statements with their values at DEBUG: message texts
+}
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log to stderr at the configured level; libraries that would log secrets, quieter."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for name, level in _QUIET.items():
+        logging.getLogger(name).setLevel(max(level, logging.getLogger().level))
 
 
 @asynccontextmanager
