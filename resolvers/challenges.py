@@ -249,13 +249,23 @@ async def _open(
     challenge_id = secrets.token_hex(_CHALLENGE_ID // 2)
     async with services.writer.begin() as conn:
         if purpose == "reset":  # one reset at a time: a new one ends the older ones
+            older = select(system.challenges.c.id).where(
+                system.challenges.c.user_id == user_id,
+                system.challenges.c.purpose == "reset",
+                system.challenges.c.completed_on.is_(None),
+            )
+            # Answers are checked against their secret, not the challenge: end both.
+            await conn.execute(
+                update(system.challenge_secrets)
+                .where(
+                    system.challenge_secrets.c.challenge_id.in_(older),
+                    system.challenge_secrets.c.superseded_on.is_(None),
+                )
+                .values(superseded_on=now)
+            )
             await conn.execute(
                 update(system.challenges)
-                .where(
-                    system.challenges.c.user_id == user_id,
-                    system.challenges.c.purpose == "reset",
-                    system.challenges.c.completed_on.is_(None),
-                )
+                .where(system.challenges.c.id.in_(older))
                 .values(expires_at=now, updated_on=now)
             )
         await conn.execute(
@@ -623,13 +633,13 @@ async def retry(
     policy = services.challenges
     now = services.clock()
     if challenge_id is None:
-        await _throttle(services, "retry", _identifier(login, email), cap=policy.max_retries)
+        sent = await _throttle(services, "retry", _identifier(login, email), cap=policy.max_retries)
         found = await _find_user(services, login=login, email=email)
         open_id = None if found is None else await _open_challenge(services, found.id)
-        if open_id is None:
+        if open_id is None:  # counted down like a real challenge retried by login
             return RetryResult(
                 challenge_id=secrets.token_hex(_CHALLENGE_ID // 2),
-                retries_left=max(0, policy.max_retries - 1),
+                retries_left=max(0, policy.max_retries - sent),
                 next_retry_at=now + dt.timedelta(seconds=policy.cooldown),
             )
         challenge_id = open_id
@@ -695,14 +705,18 @@ async def retry(
 
 
 def _identifier(login: object, email: object) -> str:
-    value = login if login is not None else email
+    """The one login or e-mail address named, as the throttle keys it."""
+    given = [v for v in (login, email) if v is not None]
+    value = given[0] if len(given) == 1 else None
     if not isinstance(value, str) or not 0 < len(value.strip()) <= 254:
-        raise Invalid("say whose", [FieldError("login", "a login or an e-mail address")])
+        raise Invalid("say whose", [FieldError("login", "exactly one of login or email")])
     return value.strip().lower()
 
 
-async def _throttle(services: Services, kind: str, identifier: str, *, cap: int) -> None:
+async def _throttle(services: Services, kind: str, identifier: str, *, cap: int) -> int:
     """The cooldown and a daily cap per login or e-mail, known or not (no enumeration).
+
+    Returns how many calls the identifier made in the window, this one included.
 
     Kept in `gw_login_failures` under a hash of the identifier: the row is created if
     missing, then locked, so concurrent calls on every worker count one by one.
@@ -737,6 +751,7 @@ async def _throttle(services: Services, kind: str, identifier: str, *, cap: int)
                 locked_until=now + cooldown,
             )
         )
+    return count + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -800,7 +815,11 @@ async def _deliver(  # noqa: PLR0917 - one send's facts
     expires_at: dt.datetime,
     previous_send: dt.datetime | None = None,
 ) -> None:
-    """Hand every message over; on failure the cooldown is lifted and 502 raised."""
+    """Hand every message over; on failure the cooldown is lifted and 502 raised.
+
+    The lifetime cap still counts a failed retry: its secrets exist and could take
+    guesses, and the cap is what bounds guesses over a challenge's life.
+    """
     users = services.schema.system.users
     async with services.engine.connect() as conn:
         row = (

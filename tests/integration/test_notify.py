@@ -7,23 +7,18 @@ The certificate is self-signed, made here with the `openssl` command.
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
-import json
+import email.utils
 import logging
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy import Column, Integer, MetaData, Table, select
 
@@ -38,6 +33,8 @@ from resolvers.notify import (
 )
 from resolvers.services import Services
 from resolvers.storage import create_engine
+from tests.receivers import Hook, Mailbox, free_port, running_hook, start_smtp
+from tests.receivers import SmtpServer as RunningSmtp
 
 SECRET = "493817"
 LINK = "https://app.example/verify?token=Zk3v9QmXw2LpT8sYbN4c"
@@ -46,13 +43,6 @@ SENDER = "Jetstack <no-reply@gateway.example>"
 SMTP_USER = "mailer"
 SMTP_PASSWORD = "p@ss word:42"
 SMTP_PASSWORD_IN_URL = "p%40ss%20word%3A42"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def email_to(to: str = "jane@example.com") -> Message:
@@ -78,47 +68,6 @@ def client_records(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 # --- a real SMTP server -----------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-    tls: bool
-    login: bytes | None
-
-
-@dataclass
-class Mailbox:
-    """An aiosmtpd handler: refuses recipients at refused.example, records the rest."""
-
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if address.endswith("@refused.example"):
-            return f"550 5.1.1 <{address}>: no such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
-        assert envelope.mail_from is not None
-        assert isinstance(envelope.original_content, bytes)
-        self.received.append(
-            Received(
-                mail_from=envelope.mail_from,
-                rcpt_tos=list(envelope.rcpt_tos),
-                content=envelope.original_content,
-                tls=session.ssl is not None  # STARTTLS
-                or server.transport.get_extra_info("ssl_object") is not None,  # implicit TLS
-                login=session.login_data if session.authenticated else None,
-            )
-        )
-        return "250 Message accepted"
 
 
 def _authenticate(
@@ -169,25 +118,15 @@ SmtpServer = Callable[..., tuple[int, Mailbox]]
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     """Start aiosmtpd servers with the given SMTP options; returns (port, mailbox)."""
-    controllers: list[Controller] = []
+    servers: list[RunningSmtp] = []
 
     def start(**options: Any) -> tuple[int, Mailbox]:
-        mailbox = Mailbox()
-        port = free_port()  # Controller(port=0) fails its own start-up check
-        controller = Controller(mailbox, hostname="127.0.0.1", port=port, **options)
-        controller.start()
-        controllers.append(controller)
-        return port, mailbox
+        servers.append(start_smtp(**options))
+        return servers[-1].port, servers[-1].mailbox
 
     yield start
-    for controller in controllers:
-        controller.stop()
-
-
-def parse(received: Received) -> email.message.EmailMessage:
-    parsed = email.message_from_bytes(received.content, policy=email.policy.default)
-    assert isinstance(parsed, email.message.EmailMessage)
-    return parsed
+    for server in servers:
+        server.stop()
 
 
 # --- SMTP -------------------------------------------------------------------------------
@@ -205,7 +144,7 @@ async def test_smtp_plain_delivers_a_proper_message(
     assert received.mail_from == "no-reply@gateway.example"
     assert received.rcpt_tos == ["jane@example.com"]
     assert not received.tls
-    mail = parse(received)
+    mail = received.message()
     assert mail["From"] == SENDER
     assert mail["To"] == "jane@example.com"
     assert mail["Subject"] == "Confirm your account"
@@ -289,7 +228,7 @@ async def test_smtps_speaks_tls_from_the_start(
 
     [received] = mailbox.received
     assert received.tls
-    assert parse(received).get_content().rstrip() == TEXT
+    assert received.message().get_content().rstrip() == TEXT
 
 
 async def test_smtp_refused_recipient_fails(
@@ -334,50 +273,10 @@ async def test_smtp_silent_server_times_out() -> None:
 # --- a real HTTP receiver for the SMS webhook -------------------------------------------
 
 
-@dataclass
-class Hook:
-    url: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _HookHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: shows whether the client is reused
-    hook: Hook
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.path == "/slow":
-            time.sleep(1.0)
-        self.hook.received.append(
-            {
-                "path": self.path,
-                "body": json.loads(body),
-                "content_type": self.headers["Content-Type"],
-                "authorization": self.headers["Authorization"],
-                "peer": self.client_address,
-            }
-        )
-        status, answer = (500, body) if self.path == "/fail" else (204, b"")
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def hook() -> Iterator[Hook]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _HookHandler)
-    port = server.server_address[1]
-    received = Hook(url=f"http://127.0.0.1:{port}")
-    server.RequestHandlerClass = type("Handler", (_HookHandler,), {"hook": received})
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield received
-    server.shutdown()
-    server.server_close()
+    with running_hook() as received:
+        yield received
 
 
 async def test_webhook_posts_to_and_text(hook: Hook, caplog: pytest.LogCaptureFixture) -> None:
