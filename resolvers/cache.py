@@ -9,6 +9,10 @@ request shape. Freshness comes from generation counters, not from deleting keys:
   (`...:g:<type>`), and every type one for changes its records undergo without being
   written themselves (`...:g:<type>:rows`: a referenced record was deleted);
 - a write bumps the generations it touches before AND after it commits;
+- every entry also depends on the tenant's epoch, which a process bumps on its first
+  successful call after Valkey failed it: writes made meanwhile bumped nothing, and a
+  Valkey that comes back with its data (an append-only file, a snapshot) would
+  otherwise hold entries that match their generations yet predate those writes;
 - a reader fetches the entry and every generation it depends on in ONE `MGET`, and
   stores what it computed under the generations it read before touching the
   database — so an entry computed from state older than a write can never match the
@@ -124,6 +128,8 @@ class ResponseCache:
         self._clock = clock
         self.list_ttl = list_ttl
         self.prefix = f"{prefix}:{tenant_digest[:12]}"
+        self._failures = 0
+        """Valkey calls that failed since the epoch was last bumped (see `_recover`)."""
         self._inflight: dict[str, asyncio.Future[Cached]] = {}
         self.counters: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
         self._unflushed: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
@@ -135,6 +141,10 @@ class ResponseCache:
         """A generation key: the type's, a record's (`what` = id) or `rows`."""
         base = f"{self.prefix}:g:{type_name}"
         return base if what is None else f"{base}:{what}"
+
+    def epoch(self) -> str:
+        """The generation every entry depends on, bumped after Valkey was unreachable."""
+        return f"{self.prefix}:g"
 
     def entry_pattern(self, type_name: str | None = None, user_id: int | None = None) -> str:
         """A `SCAN` pattern for the entries of one type, one user, or all."""
@@ -155,6 +165,7 @@ class ResponseCache:
         return CacheKey(
             entry=self._entry(principal, type_name, f"r{record_id}", shape),
             generations=(
+                self.epoch(),
                 self.generation(type_name, record_id),
                 self.generation(type_name, "rows"),
                 *(self.generation(t) for t in depends),
@@ -174,6 +185,7 @@ class ResponseCache:
         return CacheKey(
             entry=self._entry(principal, type_name, kind, shape),
             generations=(
+                self.epoch(),
                 self.generation(type_name),
                 *(self.generation(t) for t in depends if t != type_name),
             ),
@@ -199,8 +211,11 @@ class ResponseCache:
         future, across processes through a short Valkey lock the others wait on.
         """
         try:
+            if self._failures:
+                await self._recover()
             raw, generations = await self._fetch(key)
         except CACHE_ERRORS:
+            self._failures += 1
             _log.warning("response cache unavailable; serving from the database")
             return await self._bypass(principal, compute)
         if (hit := _current(raw, generations)) is not None:
@@ -252,6 +267,7 @@ class ResponseCache:
         try:
             owner = bool(await self._valkey.set(lock, b"1", nx=True, px=_LOCK_TTL_MS))
         except CACHE_ERRORS:
+            self._failures += 1
             return await self._bypass(principal, compute)
         if not owner:
             waited = await self._wait_for(key, generations)
@@ -269,6 +285,7 @@ class ResponseCache:
             if owner:
                 await self._valkey.delete(lock)
         except CACHE_ERRORS:
+            self._failures += 1
             _log.warning("response cache unavailable; entry not stored")
         return Cached(body=body, etag=etag, status="MISS")
 
@@ -281,6 +298,7 @@ class ResponseCache:
             try:
                 raw, current = await self._fetch(key)
             except CACHE_ERRORS:
+                self._failures += 1
                 return None
             if (hit := _current(raw, current)) is not None:
                 return hit
@@ -316,15 +334,29 @@ class ResponseCache:
         for other in affected:
             keys += [self.generation(other), self.generation(other, "rows")]
         try:
+            if self._failures:
+                await self._recover()
             async with self._valkey.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.incr(key)
                 await pipe.execute()
         except CACHE_ERRORS:
-            # Entries cannot be served while Valkey is unreachable; if it comes back with
-            # old entries, their generations no longer match once any later write bumps
-            # them, and the TTL bounds them otherwise. Say so loudly.
+            # Nothing is served from the cache while this process cannot reach Valkey, and
+            # its first successful call afterwards bumps the epoch (`_recover`).
+            self._failures += 1
             _log.exception("could not bump cache generations for %s %s", type_name, record_id)
+
+    async def _recover(self) -> None:
+        """After failed calls, bump the epoch (raising if Valkey is still unreachable).
+
+        Writes made while Valkey was unreachable bumped no generation, and a Valkey that
+        comes back with its data holds entries that predate them: the epoch makes every
+        entry stale at once, for every process, before this one reads or writes again.
+        """
+        failures = self._failures
+        await self._valkey.incr(self.epoch())
+        self._failures -= failures  # failures counted meanwhile call for another bump
+        _log.warning("response cache reachable again; every entry made stale")
 
     # --- counters -----------------------------------------------------------------
 

@@ -138,8 +138,10 @@ async def purge_cache(
     if principal is not None:
         principal.require(Permission.MANAGE_CACHE)
     errors = []
-    if type_name is not None and type_name not in services.tenant.types:
-        errors.append(FieldError("type", f"no type named {type_name!r}"))
+    if type_name is not None:
+        type_def = services.tenant.types.get(type_name)
+        if type_def is None or not type_def.api:  # `api = false` types are never named outside
+            errors.append(FieldError("type", f"no type named {type_name!r}"))
     if user_id is not None and not 1 <= user_id <= _MAX_ID:
         errors.append(FieldError("user", "a positive user id"))
     if errors:
