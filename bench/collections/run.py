@@ -135,10 +135,16 @@ def server_cmd(port: int) -> list[str]:
     ]
 
 
-def load(url: str, key: str, script: Sequence[str] = ()) -> dict[str, Any]:
-    """Pinned wrk: warm-up, then the measured window; non-2xx as a number."""
+def load(
+    url: str, key: str, script: Sequence[str] = (), *, headers: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Pinned wrk: warm-up, then the measured window; non-2xx as a number.
+
+    `headers` are sent after the key's ``Authorization`` header.
+    """
     base = [*harness.PIN_CLIENT, "wrk", f"-t{THREADS}", f"-c{CONNECTIONS}"]
-    base += ["-H", f"Authorization: Bearer {key}"]
+    for header in (f"Authorization: Bearer {key}", *headers):
+        base += ["-H", header]
     for seconds, extra in ((WARMUP_S, []), (DURATION_S, ["--latency"])):
         args = [*base, f"-d{seconds}s", *extra, *script[:2], url, *script[2:]]
         out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
@@ -165,17 +171,22 @@ def check(url: str, key: str, expect: int, *, item: bool) -> None:
         raise RuntimeError(f"{url}: expected {expect}, got {got}")
 
 
+def gateway_env(tmp: Path, backend: str, db_url: str, valkey_url: str) -> dict[str, str]:
+    """The gateway's environment for one backend: this tenant, a cheap password profile."""
+    return {
+        **os.environ,
+        "GATEWAY_DATA_DIR": str(tmp / f"data-{backend}"),
+        "GATEWAY_DATABASE_URL": db_url,
+        "GATEWAY_VALKEY_URL": valkey_url,
+        "GATEWAY_TENANT_FILE": str(HERE / "tenant.toml"),
+        "GATEWAY_PASSWORD_PROFILE": "test",
+        "GATEWAY_LOG_LEVEL": "warning",
+    }
+
+
 def measure(tmp: Path, backend: str, db_url: str, port: int) -> list[dict[str, Any]]:
     with harness.valkey_on_client_core(tmp / f"valkey-{backend}") as valkey_url:
-        env = {
-            **os.environ,
-            "GATEWAY_DATA_DIR": str(tmp / f"data-{backend}"),
-            "GATEWAY_DATABASE_URL": db_url,
-            "GATEWAY_VALKEY_URL": valkey_url,
-            "GATEWAY_TENANT_FILE": str(HERE / "tenant.toml"),
-            "GATEWAY_PASSWORD_PROFILE": "test",
-            "GATEWAY_LOG_LEVEL": "warning",
-        }
+        env = gateway_env(tmp, backend, db_url, valkey_url)
         prep = asyncio.run(prepare(Settings.from_env(env)))
         env["GATEWAY_AUTO_MIGRATE"] = "false"
         base = f"http://127.0.0.1:{port}/api/v1/collections/Item"
