@@ -15,8 +15,9 @@ Valkey and PostgreSQL run on CPU 1. Scenarios, with ``Authorization: Bearer <adm
 - get: ``/{id}``, ``get.lua`` cycling through every Item id (each wrk thread from its
   own offset)
 
-Each scenario is checked first (200; 50 rows, resp. the asked id). The gateway has no
-response cache yet, so every request reads the database. Results go to
+Each scenario is checked first (200; 50 rows, resp. the asked id). Every request sends
+``Cache-Control: no-cache``, which bypasses the response cache, so every request reads
+the database (``bench/cache/run.py`` measures cached reads). Results go to
 ``bench/results/collections-uncached-<date>-<host>.json``; a Markdown table is printed.
 """
 
@@ -56,6 +57,7 @@ CONNECTIONS, THREADS, WARMUP_S, DURATION_S = 64, 2, 3, 10
 LIST_QUERY = "_filter=rank >= 5000 and state = 'open'&_order=-seen_at&_limit=50"
 PACKAGES = ("litestar", "granian", "sqlalchemy", "aiosqlite", "asyncpg", "msgspec")
 EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+NO_CACHE = "Cache-Control: no-cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +198,16 @@ def measure(tmp: Path, backend: str, db_url: str, port: int) -> list[dict[str, A
             check(list_url, prep.key, 50, item=False)
             check(f"{base}/{prep.last_id}", prep.key, prep.last_id, item=True)
             runs = [
-                {"backend": backend, "scenario": "list", **load(list_url, prep.key)},
-                {"backend": backend, "scenario": "get", **load(base, prep.key, script)},
+                {
+                    "backend": backend,
+                    "scenario": "list",
+                    **load(list_url, prep.key, headers=[NO_CACHE]),
+                },
+                {
+                    "backend": backend,
+                    "scenario": "get",
+                    **load(base, prep.key, script, headers=[NO_CACHE]),
+                },
             ]
     for run in runs:
         print(f"{backend} {run['scenario']}: {run['rps']:.0f} req/s", file=sys.stderr)
@@ -237,6 +247,7 @@ def main() -> None:
             "list": f"GET /api/v1/collections/Item?{LIST_QUERY}",
             "get": "GET /api/v1/collections/Item/{id}, get.lua cycling through every id",
             "header": "Authorization: Bearer <admin key>",
+            "no_cache": NO_CACHE,
         },
         "runs": runs,
     }
