@@ -83,13 +83,14 @@ async def open_services(
             plan = await apply_plan(writer(engine), schema, tenant_digest=tenant.digest)
             if not plan.empty:
                 _log.info("schema migrated:\n%s", plan.describe())
+        reads = BatchedReads(valkey)
         services = Services(
             tenant=tenant,
             schema=schema,
             engine=engine,
             writer=writer(engine),
             valkey=valkey,
-            reads=BatchedReads(valkey),
+            reads=reads,
             passwords=Passwords(
                 settings.password_profile, concurrency=settings.security.hash_concurrency
             ),
@@ -110,6 +111,7 @@ async def open_services(
             challenges=_challenge_policy(settings),
             cache=ResponseCache(
                 valkey,
+                reads=reads,
                 prefix=settings.valkey.key_prefix,
                 tenant_digest=tenant.digest,
                 clock=utc_now,

@@ -43,6 +43,7 @@ import msgspec
 from valkey.asyncio import Valkey
 from valkey.exceptions import ValkeyError
 
+from resolvers.batching import BatchedReads
 from resolvers.principal import Principal
 
 __all__ = [
@@ -119,12 +120,14 @@ class ResponseCache:
         self,
         valkey: Valkey,
         *,
+        reads: BatchedReads | None = None,
         prefix: str,
         tenant_digest: str,
         clock: Callable[[], dt.datetime],
         list_ttl: int = 300,
     ) -> None:
         self._valkey = valkey
+        self._reads = reads or BatchedReads(valkey)
         self._clock = clock
         self.list_ttl = list_ttl
         self.prefix = f"{prefix}:{tenant_digest[:12]}"
@@ -252,7 +255,7 @@ class ResponseCache:
         return Cached(body=body, etag=etag_for(body, principal), status="BYPASS")
 
     async def _fetch(self, key: CacheKey) -> tuple[bytes | None, tuple[int, ...]]:
-        raw, *generations = await self._valkey.mget([key.entry, *key.generations])
+        raw, *generations = await self._reads.get_many([key.entry, *key.generations])
         return raw, tuple(int(g or 0) for g in generations)
 
     async def _fill(

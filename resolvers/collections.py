@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -123,7 +124,9 @@ def list_query(
     """
     errors: list[FieldError] = []
     tree = None
-    if filter is not None and filter != "":
+    if isinstance(filter, str) and filter:
+        tree = _parse_text(filter, filter_field)
+    elif filter is not None and filter != "":
         tree = q.parse_filter(filter, field=filter_field)
     if len(equals) > _MAX_EQUALS:
         errors.append(FieldError("query", f"at most {_MAX_EQUALS} equality parameters"))
@@ -153,6 +156,12 @@ def list_query(
         equals=tuple((name, str(value)) for name, value in equals),
         filter_field=filter_field,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str, field: str) -> q.Node:
+    """Text filters parsed once per process: trees are immutable, clients repeat queries."""
+    return q.parse_text(text, field=field)
 
 
 def _bounded_int(  # noqa: PLR0917 - a private parser of one bounded value

@@ -18,6 +18,7 @@ share one cache entry per principal and request shape (DESIGN §7):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -69,7 +70,7 @@ async def list_body(
     if fresh or plan.uses_now or (query.filter is not None and _mentions_now(query.filter)):
         return await services.cache.bypass(principal, compute)
     key = services.cache.type_key(
-        principal, type_name, "list", request_shape_hash(_list_shape(query)), depends=plan.reach
+        principal, type_name, "list", _list_hash(query), depends=plan.reach
     )
     return await services.cache.read(principal, key, compute)
 
@@ -194,6 +195,12 @@ def _values(node: q.Node) -> Iterator[q.Value]:
 
 
 # --- the canonical request shape -------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _list_hash(query: records.ListQuery) -> str:
+    """`request_shape_hash` of the list's shape; a `ListQuery` is immutable and hashable."""
+    return request_shape_hash(_list_shape(query))
 
 
 def _list_shape(query: records.ListQuery) -> dict[str, Any]:
