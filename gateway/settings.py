@@ -13,6 +13,7 @@ from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from resolvers.passwords import PasswordProfile
+from resolvers.tenant import Permission
 
 __all__ = [
     "DEMO_TENANT_FILE",
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 _Choice = TypeVar("_Choice", bound=str)
+_PERMISSION_NAMES = tuple(p.value for p in Permission)
 
 DEMO_TENANT_FILE = Path(__file__).parent / "demo" / "tenant.toml"
 
@@ -103,6 +105,18 @@ class AccountSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class GraphQLSettings:
+    graphiql: bool = False
+    """Serve GraphiQL at `/graphql` to browsers (default: on for the embedded default)."""
+    introspection_permission: str = "useApi"
+    """Who may introspect the schema and read its SDL."""
+    max_depth: int = 10
+    max_aliases: int = 30
+    """Counted after fragment expansion."""
+    max_tokens: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
     tenant_file: Path
@@ -112,6 +126,7 @@ class Settings:
     admin: AdminSettings = AdminSettings()
     security: SecuritySettings = SecuritySettings()
     accounts: AccountSettings = AccountSettings()
+    graphql: GraphQLSettings = GraphQLSettings()
     password_profile: PasswordProfile = "rfc9106_low_memory"  # noqa: S105 - a profile name
     auto_migrate: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -182,6 +197,20 @@ class Settings:
                 smtp_from=reader.text("GATEWAY_SMTP_FROM", "Jetstack Gateway <no-reply@localhost>"),
                 sms_webhook_url=reader.optional_url("GATEWAY_SMS_WEBHOOK_URL", ("http", "https")),
                 reset_revokes_keys=reader.flag("GATEWAY_RESET_REVOKES_KEYS", default=True),
+            ),
+            graphql=GraphQLSettings(
+                # GraphiQL is a developer's tool: on where a developer runs the embedded default.
+                graphiql=reader.flag(
+                    "GATEWAY_GRAPHIQL", default=reader.optional("GATEWAY_VALKEY_URL") is None
+                ),
+                introspection_permission=reader.choice(
+                    "GATEWAY_GRAPHQL_INTROSPECTION", "useApi", _PERMISSION_NAMES
+                ),
+                max_depth=reader.integer("GATEWAY_GRAPHQL_MAX_DEPTH", 10, low=2, high=50),
+                max_aliases=reader.integer("GATEWAY_GRAPHQL_MAX_ALIASES", 30, low=1, high=1000),
+                max_tokens=reader.integer(
+                    "GATEWAY_GRAPHQL_MAX_TOKENS", 2000, low=200, high=100_000
+                ),
             ),
             password_profile=reader.choice(
                 "GATEWAY_PASSWORD_PROFILE", "rfc9106_low_memory", ("rfc9106_low_memory", "test")
@@ -299,6 +328,23 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
         "true",
         "A completed password reset revokes the user's API keys.",
     ),
+    (
+        "GATEWAY_GRAPHIQL",
+        "on for the embedded default",
+        "Serve GraphiQL at `/graphql` to browsers (off when `GATEWAY_VALKEY_URL` is set).",
+    ),
+    (
+        "GATEWAY_GRAPHQL_INTROSPECTION",
+        "useApi",
+        "Permission a user needs to introspect the GraphQL schema and read its SDL.",
+    ),
+    ("GATEWAY_GRAPHQL_MAX_DEPTH", "10", "Deepest GraphQL selection accepted."),
+    (
+        "GATEWAY_GRAPHQL_MAX_ALIASES",
+        "30",
+        "Aliases in one GraphQL operation, counted after fragment expansion.",
+    ),
+    ("GATEWAY_GRAPHQL_MAX_TOKENS", "2000", "Tokens in one GraphQL document."),
     ("GATEWAY_AUTO_MIGRATE", "true", "`serve` applies additive tenant-file changes at start."),
     ("GATEWAY_LOG_LEVEL", "info", "debug, info, warning or error."),
 )
