@@ -120,12 +120,15 @@ def list_query(
     """Validate the control values of a list request into a `ListQuery`.
 
     Names are checked against the type later, with the principal at hand; here only
-    shapes and bounds. `equals` are plain `prop=value` pairs, ANDed into the filter.
+    shapes and bounds. `filter` is the text form, the JSON form's decoded value, or an
+    already parsed tree. `equals` are plain `prop=value` pairs, ANDed into the filter.
     """
     errors: list[FieldError] = []
     tree = None
     if isinstance(filter, str) and filter:
         tree = _parse_text(filter, filter_field)
+    elif isinstance(filter, q.Node):
+        tree = filter  # already parsed (GraphQL ANDs its `where` and `filter` spellings)
     elif filter is not None and filter != "":
         tree = q.parse_filter(filter, field=filter_field)
     if len(equals) > _MAX_EQUALS:

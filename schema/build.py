@@ -1,0 +1,47 @@
+"""`build_schema(tenant)`: the whole GraphQL schema of one tenant, built once at start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import strawberry.tools
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types.field import StrawberryField
+
+from resolvers.tenant import Tenant
+from schema.accounts import account_mutations
+from schema.collections import mutation_fields, query_fields
+from schema.errors import GatewayErrors, GatewaySchema, masked_errors
+from schema.scalars import SCALARS
+from schema.types import build_types, field_value
+
+__all__ = ["MUTATION_SOURCES", "MutationSource", "build_schema"]
+
+MutationSource = Callable[[Tenant], Iterable[StrawberryField]]
+"""Gives extra root mutations for a tenant (e.g. one per registered command)."""
+
+MUTATION_SOURCES: list[MutationSource] = []
+"""The hook for mutations beyond collections, keys and accounts: the commands issue
+appends a source here (or passes its own to `build_schema`), one field per command."""
+
+
+def build_schema(
+    tenant: Tenant, *, mutation_sources: Iterable[MutationSource] | None = None
+) -> GatewaySchema:
+    types = build_types(tenant)
+    queries = [f for classes in types.values() for f in query_fields(classes)]
+    mutations = [f for classes in types.values() for f in mutation_fields(classes)]
+    mutations += account_mutations()
+    for source in MUTATION_SOURCES if mutation_sources is None else mutation_sources:
+        mutations += source(tenant)
+    return GatewaySchema(
+        query=strawberry.tools.create_type("Query", queries),
+        mutation=strawberry.tools.create_type("Mutation", mutations),
+        config=StrawberryConfig(
+            auto_camel_case=False,  # field names are the tenant's, exactly as in REST's JSON
+            scalar_map=SCALARS,
+            default_resolver=field_value,
+        ),
+        extensions=[ParserCache, ValidationCache, masked_errors, GatewayErrors],
+    )
