@@ -22,6 +22,7 @@ from rest.health import HealthController
 from rest.manage import ManageController
 from rest.openapi import docs, openapi_config
 from rest.v1 import v1_router
+from schema.http import create_graphql_controller
 
 __all__ = ["create_app"]
 
@@ -54,6 +55,11 @@ def create_app(
             ManageController,
             docs,
             v1_router(tenant, trusted_proxies=frozenset(settings.security.trusted_proxies)),
+            create_graphql_controller(
+                tenant,
+                graphiql=settings.graphql.graphiql,
+                trusted_proxies=frozenset(settings.security.trusted_proxies),
+            ),
         ],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
         lifespan=[lifespan],
