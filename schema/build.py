@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 import strawberry.tools
@@ -35,6 +36,8 @@ def build_schema(
     mutations += account_mutations()
     for source in MUTATION_SOURCES if mutation_sources is None else mutation_sources:
         mutations += source(tenant)
+    _check_unique(queries, "Query")
+    _check_unique(mutations, "Mutation")
     return GatewaySchema(
         query=strawberry.tools.create_type("Query", queries),
         mutation=strawberry.tools.create_type("Mutation", mutations),
@@ -45,3 +48,15 @@ def build_schema(
         ),
         extensions=[ParserCache, ValidationCache, masked_errors, GatewayErrors],
     )
+
+
+def _check_unique(fields: list[StrawberryField], root: str) -> None:
+    """Root fields are generated from type and property names: two must not coincide
+    (`Company` and `Companies`), or one would silently replace the other.
+
+    Clashing type names are refused by strawberry itself.
+    """
+    names = Counter(f.graphql_name or f.python_name for f in fields)
+    twice = sorted(name for name, count in names.items() if count > 1)
+    if twice:
+        raise ValueError(f"{root} fields generated twice from the tenant: {', '.join(twice)}")

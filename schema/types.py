@@ -137,7 +137,7 @@ def pascal(name: str) -> str:
 
 def _python_name(name: str) -> str:
     """A Python attribute for a property; property names are lowercase, so `K` is free."""
-    return f"{name}_K" if keyword.iskeyword(name) or keyword.issoftkeyword(name) else name
+    return f"{name}_K" if keyword.iskeyword(name) else name
 
 
 def _enum_members(values: tuple[str, ...]) -> dict[str, str]:
@@ -184,7 +184,7 @@ def _empty(name: str) -> type:
 
 
 def build_types(tenant: Tenant) -> dict[str, TypeClasses]:
-    """Every API type's classes, keyed by type name; raises ValueError on a name clash."""
+    """Every API type's classes, keyed by type name."""
     api = {t.name: t for t in tenant.api_types()}
     shells: dict[str, TypeClasses] = {}
     for type_def in api.values():
@@ -204,7 +204,6 @@ def build_types(tenant: Tenant) -> dict[str, TypeClasses]:
             patch=_empty(f"{name}Patch"),
             fields=fields,
         )
-    _check_names(shells)
     enums = {
         (t.name, p.name): _enum(t, p)
         for t in api.values()
@@ -219,46 +218,6 @@ def build_types(tenant: Tenant) -> dict[str, TypeClasses]:
         _fill_input(classes, enums, complete=True)
         _fill_input(classes, enums, complete=False)
     return shells
-
-
-_FIXED_NAMES = frozenset(
-    {
-        "Query",
-        "Mutation",
-        "BigInt",
-        "Decimal",
-        "DateTime",
-        "Date",
-        "Month",
-        "File",
-        "String",
-        "Boolean",
-        "Int",
-        "Float",
-        "ID",
-        *(f.__name__ for f in set(_FILTER.values())),
-    }
-)
-
-
-def _check_names(shells: Mapping[str, TypeClasses]) -> None:
-    """Two tenant types must not generate one GraphQL name (`Company` and `CompanyPage`)."""
-    seen: dict[str, str] = {}
-    clashes: list[str] = []
-    for name, classes in shells.items():
-        generated = [
-            c.__name__
-            for c in (classes.object, classes.page, classes.where, classes.order, classes.create)
-        ]
-        generated += [classes.patch.__name__, classes.order_field.__name__]
-        generated += [classes.single, classes.plural]
-        clashes += [
-            f"{item} ({name}, {seen.get(item, 'built-in')})"
-            for item in generated
-            if item in _FIXED_NAMES or seen.setdefault(item, name) != name
-        ]
-    if clashes:
-        raise ValueError("GraphQL names generated twice: " + ", ".join(sorted(clashes)))
 
 
 def _enum(type_def: TypeDef, prop: Property) -> type[enum.Enum]:
