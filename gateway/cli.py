@@ -29,7 +29,7 @@ from gateway.settings import ServerSettings, Settings, SettingsError
 from resolvers import auth, cache_admin, users
 from resolvers.errors import Conflict, GatewayError, Invalid, TenantFileError
 from resolvers.migrate import DestructiveMigrationRefused, apply_plan, plan_migration
-from resolvers.principal import Principal, UserState, build_principal
+from resolvers.principal import Principal, system_principal
 from resolvers.services import CACHE_ERRORS, Services
 from resolvers.tenant import ADMIN_ROLE
 from resolvers.users import ensure_admin
@@ -190,18 +190,7 @@ def _running_embedded_valkey(settings: Settings) -> str | None:
 
 def _operator(services: Services) -> Principal:
     """The machine's operator: the built-in admin role, and a user id no row can have."""
-    state = UserState(
-        id=0,
-        login="(command line)",
-        active=True,
-        valid_from=None,
-        valid_to=None,
-        timezone=None,
-        roles=(ADMIN_ROLE,),
-        groups=(),
-        security_version=0,
-    )
-    return build_principal(services.tenant, state)
+    return system_principal(services.tenant, login="(command line)", roles=(ADMIN_ROLE,))
 
 
 def _explain(exc: GatewayError) -> str:

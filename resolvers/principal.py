@@ -21,7 +21,14 @@ from resolvers.errors import Forbidden
 from resolvers.tenant import ADMIN_ROLE, Permission, Right, Tenant, TypeRights
 from resolvers.timezones import display_zone
 
-__all__ = ["EffectiveRights", "Principal", "Scope", "UserState", "build_principal"]
+__all__ = [
+    "EffectiveRights",
+    "Principal",
+    "Scope",
+    "UserState",
+    "build_principal",
+    "system_principal",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +158,25 @@ def build_principal(tenant: Tenant, user: UserState, *, key_id: int | None = Non
         valid_to=user.valid_to,
         key_id=key_id,
     )
+
+
+def system_principal(tenant: Tenant, *, login: str, roles: tuple[str, ...]) -> Principal:
+    """A principal that no stored user stands behind: id 0, which no row can have.
+
+    For the machine's operator on the command line, and for checks made at start.
+    """
+    state = UserState(
+        id=0,
+        login=login,
+        active=True,
+        valid_from=None,
+        valid_to=None,
+        timezone=None,
+        roles=roles,
+        groups=(),
+        security_version=0,
+    )
+    return build_principal(tenant, state)
 
 
 # Rights depend only on the tenant and the set of roles: merge each combination once.

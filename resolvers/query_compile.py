@@ -25,7 +25,7 @@ from sqlalchemy.sql.elements import ColumnClause
 from resolvers import query_grammar as q
 from resolvers import values
 from resolvers.errors import FieldError, Invalid
-from resolvers.principal import Principal, Scope, UserState, build_principal
+from resolvers.principal import Principal, Scope, system_principal
 from resolvers.storage import Schema
 from resolvers.tenant import Kind, Property, Tenant, TypeDef
 
@@ -278,7 +278,7 @@ def check_scopes(tenant: Tenant, schema: Schema, now: dt.datetime) -> list[str]:
     """
     problems = []
     for role in tenant.roles.values():
-        principal = _role_principal(tenant, role.name)
+        principal = system_principal(tenant, login="(scope check)", roles=(role.name,))
         compiler = Compiler(tenant, schema, principal, now, field_name="role scope")
         for type_name, rights in role.types.items():
             type_def = tenant.types[type_name]
@@ -298,21 +298,6 @@ def check_scopes(tenant: Tenant, schema: Schema, now: dt.datetime) -> list[str]:
                     path = f"roles.{role.name}.types.{type_name}.{right}"
                     problems += [f"{tenant.source}:{path}: {reason}" for reason in reasons]
     return problems
-
-
-def _role_principal(tenant: Tenant, role: str) -> Principal:
-    user = UserState(
-        id=0,
-        login="(scope check)",
-        active=True,
-        valid_from=None,
-        valid_to=None,
-        timezone=None,
-        roles=(role,),
-        groups=(),
-        security_version=0,
-    )
-    return build_principal(tenant, user)
 
 
 @functools.lru_cache(maxsize=1024)
