@@ -277,7 +277,12 @@ class ResponseCache:
             if waited is not None:
                 self._count("HIT")
                 return waited
-        body = await compute()
+        try:
+            body = await compute()
+        except BaseException:
+            if owner:  # a failed read (404, 422) leaves nothing to wait for
+                await self._release(lock)
+            raise
         etag = etag_for(body, principal)
         self._count("MISS")
         expiry = self._expiry(principal, ttl)
@@ -291,6 +296,12 @@ class ResponseCache:
             self._failures += 1
             _log.warning("response cache unavailable; entry not stored")
         return Cached(body=body, etag=etag, status="MISS")
+
+    async def _release(self, lock: str) -> None:
+        try:
+            await self._valkey.delete(lock)
+        except CACHE_ERRORS:
+            self._failures += 1  # the lock expires by itself
 
     async def _wait_for(self, key: CacheKey, generations: tuple[int, ...]) -> Cached | None:
         """Another process computes this entry: wait for it, boundedly."""

@@ -719,12 +719,6 @@ async def test_cross_a_write_through_one_refreshes_the_other(api: Api) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolvers/cache.py `_fill` keeps the single-flight lock when the read fails "
-    "(a 404, or a 422 found while computing): the same read within the lock's 5 s then "
-    "waits the full 2 s for an entry that never comes, over either transport",
-)
 async def test_cross_a_failed_read_does_not_hold_up_the_next(api: Api) -> None:
     admin = caller(api, api.admin_key)
     rest, graphql = Rest(api, admin), GraphQL(api, admin)
