@@ -15,7 +15,7 @@ from gateway.runtime import open_services
 from gateway.settings import Settings
 from resolvers.services import Services
 from resolvers.storage import build_schema
-from resolvers.tenant import Tenant, load_tenant
+from resolvers.tenant import Permission, Tenant, load_tenant
 from rest.edge import GatewayApp
 from rest.errors import EXCEPTION_HANDLERS
 from rest.health import HealthController
@@ -23,8 +23,9 @@ from rest.manage import ManageController
 from rest.openapi import docs, openapi_config
 from rest.v1 import v1_router
 from schema.http import create_graphql_controller
+from schema.limits import Limits
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "graphql_limits"]
 
 
 def create_app(
@@ -59,6 +60,7 @@ def create_app(
                 tenant,
                 graphiql=settings.graphql.graphiql,
                 trusted_proxies=frozenset(settings.security.trusted_proxies),
+                limits=graphql_limits(settings),
             ),
         ],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
@@ -74,6 +76,17 @@ def create_app(
             if settings.security.cors_origins
             else None
         ),
+    )
+
+
+def graphql_limits(settings: Settings) -> Limits:
+    """The GraphQL limits and introspection permission the settings ask for."""
+    graphql = settings.graphql
+    return Limits(
+        max_depth=graphql.max_depth,
+        max_aliases=graphql.max_aliases,
+        max_tokens=graphql.max_tokens,
+        introspection=Permission(graphql.introspection_permission),
     )
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 import strawberry.tools
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.field import StrawberryField
 
@@ -14,6 +14,7 @@ from resolvers.tenant import Tenant
 from schema.accounts import account_mutations
 from schema.collections import mutation_fields, query_fields
 from schema.errors import GatewayErrors, GatewaySchema, masked_errors
+from schema.limits import Limits, ParseOnceCache, limit_extensions
 from schema.scalars import SCALARS
 from schema.types import build_types, field_value
 
@@ -28,8 +29,13 @@ appends a source here (or passes its own to `build_schema`), one field per comma
 
 
 def build_schema(
-    tenant: Tenant, *, mutation_sources: Iterable[MutationSource] | None = None
+    tenant: Tenant,
+    *,
+    limits: Limits | None = None,
+    mutation_sources: Iterable[MutationSource] | None = None,
 ) -> GatewaySchema:
+    """The schema of `tenant`; operations beyond `limits` (default: `Limits()`) are
+    refused before they run."""
     types = build_types(tenant)
     queries = [f for classes in types.values() for f in query_fields(classes)]
     mutations = [f for classes in types.values() for f in mutation_fields(classes)]
@@ -46,7 +52,13 @@ def build_schema(
             scalar_map=SCALARS,
             default_resolver=field_value,
         ),
-        extensions=[ParserCache, ValidationCache, masked_errors, GatewayErrors],
+        extensions=[
+            *limit_extensions(limits or Limits()),
+            ParseOnceCache,
+            ValidationCache,
+            masked_errors,
+            GatewayErrors,
+        ],
     )
 
 
