@@ -568,6 +568,37 @@ def cache_purge(type_name: str | None, login: str | None, *, everything: bool) -
     click.echo(f"Purged {deleted} cached entr{'y' if deleted == 1 else 'ies'}.")
 
 
+@main.group("schema")
+def schema_group() -> None:
+    """The GraphQL schema of the configured tenant."""
+
+
+@schema_group.command("export")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the SDL to this file (default: standard output).",
+)
+def schema_export(output: Path | None) -> None:
+    """Write the GraphQL schema (SDL) of the tenant file; needs no database."""
+    from resolvers.tenant import load_tenant  # noqa: PLC0415 - strawberry only for this
+    from schema.build import build_schema  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        tenant = load_tenant(settings.tenant_file)
+    except TenantFileError as exc:
+        raise click.ClickException("the tenant file is refused:\n" + str(exc)) from exc
+    sdl = build_schema(tenant).as_str() + "\n"
+    if output is None:
+        click.echo(sdl, nl=False)
+        return
+    output.write_text(sdl, encoding="utf-8")
+    click.echo(f"Wrote the GraphQL schema of {tenant.name!r} to {output}.", err=True)
+
+
 @main.command()
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 def outbox(limit: int) -> None:
