@@ -62,6 +62,8 @@ reaches 15 fields deep: `__schema types fields args type` and nine `ofType` leve
 _CEILING = 10**9
 """Alias counts stop here: spreads of spreads can multiply past any useful number."""
 _TOO_MANY_TOKENS = re.compile(r"Document contains more than \d+ tokens")
+_NESTED_TOO_DEEPLY = "Document is nested too deeply"
+"""graphql-core's parser stops at a fixed nesting depth (its `MAX_NESTING_DEPTH`)."""
 _SUGGESTION = re.compile(r" Did you mean [^?]*\?")
 _INTROSPECTION_TOO_DEEP = "Maximum introspection depth exceeded"
 """graphql-core's own rule against `fields { type { fields ...` (it has no code)."""
@@ -279,6 +281,12 @@ class OperationLimits(SchemaExtension):
                 f"{self.limits.max_tokens} are allowed."
             )
             extensions = {"code": "too_many_tokens", "limit": self.limits.max_tokens}
+        elif isinstance(error, GraphQLSyntaxError) and _NESTED_TOO_DEEPLY in message:
+            message = (
+                "The document nests too deeply to be parsed; at most "
+                f"{self.limits.max_depth} fields deep are allowed."
+            )
+            extensions = {"code": "query_too_deep", "limit": self.limits.max_depth}
         elif message == _INTROSPECTION_TOO_DEEP and not extensions:
             message = "The introspection nests fields, interfaces or types too deeply."
             extensions = {"code": "query_too_deep"}

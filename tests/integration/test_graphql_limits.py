@@ -154,6 +154,11 @@ async def test_a_deep_query_is_refused_before_it_runs(org: Api) -> None:
     )
     await _refused(org, through_fragments, "query_too_deep")
 
+    # Deeper than graphql-core's parser goes: the same code.
+    unparsable = "{ persons { items { " + _nested("manager", 300, "name") + " } } }"
+    error = await _refused(org, unparsable, "query_too_deep")
+    assert error["message"].startswith("The document nests too deeply to be parsed")
+
 
 @SQLITE
 async def test_deep_introspection_is_refused_and_the_standard_query_passes(api: Api) -> None:
