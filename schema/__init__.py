@@ -9,5 +9,6 @@ call into `resolvers`, with the same request values REST builds.
 - `scalars`: `BigInt`, `Decimal`, `DateTime`, `Date`, `Month`, `File` and the filters;
 - `context`: the per-request context and its reference DataLoaders;
 - `errors`: the gateway's errors as GraphQL errors (`extensions.code`), masking;
+- `limits`: depth, aliases and tokens bounded before execution; introspection per user;
 - `http`: `/graphql` on Litestar (authentication, cache headers, GraphiQL).
 """
