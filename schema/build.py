@@ -14,6 +14,7 @@ from resolvers.tenant import Tenant
 from schema.accounts import account_mutations
 from schema.collections import mutation_fields, query_fields
 from schema.errors import GatewayErrors, GatewaySchema, masked_errors
+from schema.execution import RecordExecutor
 from schema.limits import Limits, ParseOnceCache, limit_extensions
 from schema.scalars import SCALARS
 from schema.types import build_types, field_value
@@ -59,6 +60,7 @@ def build_schema(
             masked_errors,
             GatewayErrors,
         ],
+        execution_context_class=RecordExecutor,  # plain fields of records read in place
     )
 
 

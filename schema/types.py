@@ -27,7 +27,7 @@ import inspect
 import keyword
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Optional, cast
 
 import strawberry
@@ -40,7 +40,9 @@ from schema import scalars
 from schema.context import GraphQLContext, Record
 
 __all__ = [
+    "RECORD_RESOLVER",
     "REQUIRED",
+    "RecordResolver",
     "TypeClasses",
     "build_types",
     "field_value",
@@ -157,6 +159,14 @@ def _enum_members(values: tuple[str, ...]) -> dict[str, str]:
 
 
 # --- reading records ------------------------------------------------------------------
+
+RECORD_RESOLVER = "__jgw_record_resolver__"
+"""The attribute of a generated field resolver holding its core, `(record, context) ->
+value`, which `schema.execution.RecordExecutor` calls directly: these fields take no
+arguments, so strawberry's per-call wrapper (an `Info`, argument conversion, the
+extension chain) adds nothing to what they return."""
+
+RecordResolver = Callable[[Record, GraphQLContext], object]
 
 
 def field_value(source: object, name: str) -> object:
@@ -282,32 +292,53 @@ def _fill_object(
 
 
 def _plain_resolver(name: str, returned: object, *, as_list: bool) -> Any:
-    def resolve(root: Record) -> object:
+    def value_of(root: Record, _context: GraphQLContext | None = None) -> object:
         value = field_value(root, name)
         return _as_list(value) if as_list else value
 
+    def resolve(root: Record) -> object:
+        return value_of(root)
+
     resolve.__signature__ = _signature([], returned, root=True, info=False)  # type: ignore[attr-defined]
+    setattr(resolve, RECORD_RESOLVER, value_of)
     return resolve
 
 
 def _reference_resolver(prop: Property, target: str, returned: object) -> Any:
+    """The referenced record(s), through the request's DataLoader.
+
+    Not a coroutine: the load is queued when the field is resolved, and the DataLoader's
+    future is what graphql-core awaits (the loads of a list still share one batch). An
+    error (a hidden field) is raised where the field is awaited, as when this was a
+    coroutine: which of several errors in a list is reported stays the same.
+    """
     name = prop.name
 
-    async def resolve(root: Record, info: Info) -> object:
-        value = field_value(root, name)
-        context = info.context
-        readable = not context.acting().on(target).read.none
+    def reference(root: Record, context: GraphQLContext) -> object:
+        try:
+            value = field_value(root, name)
+            readable = not context.acting().on(target).read.none
+        except Exception as error:  # noqa: BLE001 - raised again, where graphql-core awaits
+            return _raising(error)
         if prop.multiple:
             ids = _as_list(value)
             if not readable:
                 return [None] * len(ids)
-            return await context.loader(target).load_many(ids)
+            return context.loader(target).load_many(ids)
         if value is None or not readable:
             return None
-        return await context.loader(target).load(cast("int", value))
+        return context.loader(target).load(cast("int", value))
+
+    def resolve(root: Record, info: Info) -> object:
+        return reference(root, info.context)
 
     resolve.__signature__ = _signature([], returned, root=True)  # type: ignore[attr-defined]
+    setattr(resolve, RECORD_RESOLVER, reference)
     return resolve
+
+
+async def _raising(error: Exception) -> object:
+    raise error
 
 
 def _fill_page(classes: TypeClasses) -> None:
