@@ -140,7 +140,8 @@ def parse_wrk(out: str, *, latency: bool = True) -> WrkResult:
     """Requests/s, request count, p50/p99 in ms and error lines of a ``wrk`` report."""
     pct = {
         p: float(v) * _SCALE_MS[u]
-        for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        # wrk pads a latency in seconds with a trailing space ("1.37s ").
+        for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     }
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"^\s+(\d+) requests in", out, re.M)

@@ -8,6 +8,7 @@ call into `resolvers`, with the same request values REST builds.
 - `accounts`: API keys and account challenges;
 - `scalars`: `BigInt`, `Decimal`, `DateTime`, `Date`, `Month`, `File` and the filters;
 - `context`: the per-request context and its reference DataLoaders;
+- `execution`: plain record fields completed in place (graphql-core's per-field cost);
 - `errors`: the gateway's errors as GraphQL errors (`extensions.code`), masking;
 - `limits`: depth, aliases and tokens bounded before execution; introspection per user;
 - `http`: `/graphql` on Litestar (authentication, cache headers, GraphiQL).
