@@ -242,9 +242,10 @@ async def test_change_is_refused_on_the_next_request(api: Api, change: str, thro
 
 async def test_key_past_its_expiry_is_refused_even_when_cached(api: Api) -> None:
     await api.create_user("carol", roles=["integration"])
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
-    key = str((await _issue(api, "carol", expires_at=expires.isoformat()))["key"])
     async with running_api(api.settings) as other:
+        # Issued once both instances run: starting one may take longer than the window.
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
+        key = str((await _issue(api, "carol", expires_at=expires.isoformat()))["key"])
         assert await _status(api, key) == 200
         assert await _status(other, key) == 200
         assert await _cached_snapshot(api, key) is not None
