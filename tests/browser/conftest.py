@@ -7,18 +7,12 @@ without its own browser downloads. Without it the tests skip, unless
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
-
-from gateway.app import create_app
-from tests.conftest import Api
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -50,29 +44,6 @@ def _require_browser() -> None:
     if os.environ.get("JGW_REQUIRE_BROWSER") == "1":
         pytest.fail(f"JGW_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-@pytest.fixture
-async def live_url(api: Api) -> AsyncIterator[str]:
-    """A second app on `api`'s database and Valkey, served by uvicorn on a free port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(api.settings), lifespan="on", log_level="warning", http="h11", ws="none"
-        )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if serving.done():
-                serving.result()  # raises why it stopped
-                pytest.fail("uvicorn stopped before serving")
-            await asyncio.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await serving
 
 
 @pytest.fixture

@@ -12,14 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from gateway.app import create_app
 from tests.conftest import Api
 
 CODEGEN = Path(__file__).parents[1] / "codegen"
@@ -62,29 +58,6 @@ async def _run(*command: str, env: dict[str, str] | None = None) -> str:
     text = output.decode(errors="replace")
     assert process.returncode == 0, f"{' '.join(command)} failed:\n{text}"
     return text
-
-
-@pytest.fixture
-async def live_url(api: Api) -> AsyncIterator[str]:
-    """A second app on `api`'s database and Valkey, served by uvicorn on a free port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(api.settings), lifespan="on", log_level="warning", http="h11", ws="none"
-        )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if serving.done():
-                serving.result()  # raises why it stopped
-                pytest.fail("uvicorn stopped before serving")
-            await asyncio.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await serving
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
