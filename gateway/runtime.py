@@ -15,6 +15,7 @@ from gateway.embedded import start_embedded_valkey
 from gateway.settings import Settings
 from resolvers.batching import BatchedReads
 from resolvers.cache import ResponseCache
+from resolvers.commands import CommandRegistry, load_commands
 from resolvers.errors import TenantFileError
 from resolvers.migrate import apply_plan
 from resolvers.notify import build_notifiers
@@ -56,16 +57,19 @@ async def open_services(
     schema: Schema | None = None,
     *,
     migrate: bool | None = None,
+    commands: CommandRegistry | None = None,
 ) -> AsyncIterator[Services]:
     """Open the engine and Valkey (embedded when no URL is set); close both on the way out.
 
     With `migrate` (default: the `auto_migrate` setting) additive schema changes are
-    applied first; destructive ones stop the start with the plan in the message.
+    applied first; destructive ones stop the start with the plan in the message. The
+    tenant's command modules are loaded (and checked) unless `commands` are given.
     """
     tenant = tenant or load_tenant(settings.tenant_file)
     schema = schema or build_schema(tenant)
     if problems := check_scopes(tenant, schema, utc_now()):
         raise TenantFileError(problems)
+    commands = load_commands(tenant) if commands is None else commands
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedded = None
     valkey_url = settings.valkey.url
@@ -109,6 +113,7 @@ async def open_services(
                 clock=utc_now,
             ),
             challenges=_challenge_policy(settings),
+            commands=commands,
             cache=ResponseCache(
                 valkey,
                 reads=reads,

@@ -51,13 +51,19 @@ __all__ = [
     "ListQuery",
     "Page",
     "canonical_order",
+    "create_in",
     "create_record",
+    "delete_in",
     "delete_record",
     "get_by",
+    "get_in",
     "get_record",
+    "list_in",
     "list_query",
     "list_records",
     "readable_type",
+    "readback_in",
+    "update_in",
     "update_record",
 ]
 
@@ -252,6 +258,18 @@ def _shown(
 async def list_records(
     services: Services, principal: Principal, type_name: str, query: ListQuery
 ) -> Page:
+    async with services.engine.connect() as conn:
+        return await list_in(conn, services, principal, type_name, query)
+
+
+async def list_in(
+    conn: AsyncConnection,
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    query: ListQuery,
+) -> Page:
+    """`list_records` on `conn`: inside a caller's transaction, it sees its writes."""
     type_def = _type(services, principal, type_name)
     table = services.schema.records[type_name]
     compiler = Compiler(
@@ -279,14 +297,13 @@ async def list_records(
     needs = {name for name, _ in order} - {p.name for p in shown}
     if needs:
         page_query = page_query.add_columns(*(table.c[n] for n in needs))
-    async with services.engine.connect() as conn:
-        rows = (await conn.execute(page_query)).mappings().all()
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
-        children = await _children(conn, services, type_def, shown, [r["id"] for r in rows])
-        total = None
-        if query.count:
-            total = await conn.scalar(select(func.count()).select_from(table).where(where))
+    rows = (await conn.execute(page_query)).mappings().all()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    children = await _children(conn, services, type_def, shown, [r["id"] for r in rows])
+    total = None
+    if query.count:
+        total = await conn.scalar(select(func.count()).select_from(table).where(where))
     data = [_render(services, principal, shown, row, children) for row in rows]
     cursor = _encode_cursor(order, rows[-1]) if more and rows else None
     return Page(data=data, limit=query.limit, offset=query.offset, total=total, next=cursor)
@@ -298,7 +315,28 @@ async def get_record(
     type_def = _type(services, principal, type_name)
     _check_id(type_name, record_id)
     table = services.schema.records[type_name]
-    return await _one(services, principal, type_def, table.c.id == record_id, f"id {record_id}")
+    async with services.engine.connect() as conn:
+        return await _one(
+            conn, services, principal, type_def, table.c.id == record_id, f"id {record_id}"
+        )
+
+
+async def get_in(
+    conn: AsyncConnection,
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    record_id: int,
+    *,
+    lock: bool = False,
+) -> Record:
+    """`get_record` on `conn`; with `lock`, the row stays locked until the transaction
+    ends (`FOR UPDATE` on PostgreSQL; SQLite's write transactions already exclude others)."""
+    type_def = _type(services, principal, type_name)
+    _check_id(type_name, record_id)
+    table = services.schema.records[type_name]
+    condition = table.c.id == record_id
+    return await _one(conn, services, principal, type_def, condition, f"id {record_id}", lock=lock)
 
 
 async def get_by(
@@ -319,9 +357,15 @@ async def get_by(
     except ValueError as exc:
         raise Invalid("invalid value", [FieldError(property_name, str(exc))]) from exc
     table = services.schema.records[type_name]
-    return await _one(
-        services, principal, type_def, table.c[prop.name] == key, f"{property_name} {raw!r}"
-    )
+    async with services.engine.connect() as conn:
+        return await _one(
+            conn,
+            services,
+            principal,
+            type_def,
+            table.c[prop.name] == key,
+            f"{property_name} {raw!r}",
+        )
 
 
 def _check_id(type_name: str, record_id: int) -> None:
@@ -330,12 +374,15 @@ def _check_id(type_name: str, record_id: int) -> None:
         raise NotFound(f"no {type_name} with id {record_id}")
 
 
-async def _one(
+async def _one(  # noqa: PLR0917 - a private reader, called in three places
+    conn: AsyncConnection,
     services: Services,
     principal: Principal,
     type_def: TypeDef,
     condition: ColumnElement[bool],
     what: str,
+    *,
+    lock: bool = False,
 ) -> Record:
     table = services.schema.records[type_def.name]
     compiler = Compiler(services.tenant, services.schema, principal, services.clock())
@@ -343,11 +390,12 @@ async def _one(
     query = select(*(table.c[p.name] for p in shown if not p.multiple)).where(
         condition, compiler.read_scope(type_def)
     )
-    async with services.engine.connect() as conn:
-        row = (await conn.execute(query)).mappings().one_or_none()
-        if row is None:
-            raise NotFound(f"no {type_def.name} with {what}")
-        children = await _children(conn, services, type_def, shown, [row["id"]])
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=table)
+    row = (await conn.execute(query)).mappings().one_or_none()
+    if row is None:
+        raise NotFound(f"no {type_def.name} with {what}")
+    children = await _children(conn, services, type_def, shown, [row["id"]])
     return _render(services, principal, shown, row, children)
 
 
@@ -514,35 +562,14 @@ async def create_record(
 ) -> Record:
     type_def = _type(services, principal, type_name, "create")
     fields = _writable(principal, type_def, data, complete=True)
-    now = services.clock()
-    table = services.schema.records[type_name]
-    compiler = Compiler(services.tenant, services.schema, principal, now)
-    single = {k: v for k, v in fields.items() if not type_def.properties[k].multiple}
     await services.cache.written(type_name, None)
     try:
         async with services.writer.begin() as conn:
-            await _check_references(conn, services, compiler, type_def, fields)
-            record_id = await conn.scalar(
-                insert(table)
-                .values(
-                    **single,
-                    created_on=now,
-                    updated_on=now,
-                    created_by=principal.user_id,
-                    updated_by=principal.user_id,
-                )
-                .returning(table.c.id)
-            )
-            await _write_children(conn, services, type_def, int(record_id or 0), fields)
-            create = principal.on(type_name).create
-            if not create.all and not await _matches(
-                conn, table, int(record_id or 0), compiler.scope(type_def, create)
-            ):
-                raise Forbidden(f"you may not create this {type_name}: it is outside your scope")
+            record_id = await _insert(conn, services, principal, type_def, fields)
     except IntegrityError as exc:
         raise await _conflict(services, type_def, fields, exc) from exc
-    await services.cache.written(type_name, int(record_id or 0))
-    return await _readback(services, principal, type_def, int(record_id or 0))
+    await services.cache.written(type_name, record_id)
+    return await _readback(services, principal, type_def, record_id)
 
 
 async def update_record(
@@ -558,21 +585,10 @@ async def update_record(
     type_def = _type(services, principal, type_name, "update")
     _check_id(type_name, record_id)
     fields = _writable(principal, type_def, data, complete=replace)
-    now = services.clock()
-    table = services.schema.records[type_name]
-    compiler = Compiler(services.tenant, services.schema, principal, now)
-    single = {k: v for k, v in fields.items() if not type_def.properties[k].multiple}
     await services.cache.written(type_name, record_id)
     try:
         async with services.writer.begin() as conn:
-            await _writable_row(conn, services, compiler, type_def, record_id, right="update")
-            await _check_references(conn, services, compiler, type_def, fields)
-            await conn.execute(
-                update(table)
-                .where(table.c.id == record_id)
-                .values(**single, updated_on=now, updated_by=principal.user_id)
-            )
-            await _write_children(conn, services, type_def, record_id, fields, replace=True)
+            await _update(conn, services, principal, type_def, record_id, fields)
     except IntegrityError as exc:
         raise await _conflict(services, type_def, fields, exc) from exc
     await services.cache.written(type_name, record_id)
@@ -584,18 +600,164 @@ async def delete_record(
 ) -> None:
     type_def = _type(services, principal, type_name, "delete")
     _check_id(type_name, record_id)
-    table = services.schema.records[type_name]
-    compiler = Compiler(services.tenant, services.schema, principal, services.clock())
     # Deleting nulls (or drops, in link tables) the references other records hold to it.
     referrers = services.tenant.referrers(type_name)
     await services.cache.written(type_name, record_id, affected=referrers)
     try:
         async with services.writer.begin() as conn:
-            await _writable_row(conn, services, compiler, type_def, record_id, right="delete")
-            await conn.execute(delete(table).where(table.c.id == record_id))
+            await _delete(conn, services, principal, type_def, record_id)
     except IntegrityError as exc:
-        raise Conflict(f"this {type_name} is still referenced by other records") from exc
+        raise _still_referenced(type_name) from exc
     await services.cache.written(type_name, record_id, affected=referrers)
+
+
+# The same writes on a caller's connection, for several writes in one transaction (the
+# commands of `resolvers.commands`). Each runs in a savepoint: a write that fails (a
+# unique value taken, a record created outside the create scope) leaves nothing behind,
+# even if the caller goes on. Bumping the response cache around the transaction is the
+# caller's duty, as `create_record` does it here.
+
+
+async def create_in(
+    conn: AsyncConnection,
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    data: Mapping[str, Any],
+) -> int:
+    """`create_record` on `conn`, inside the caller's transaction; the new record's id."""
+    type_def = _type(services, principal, type_name, "create")
+    fields = _writable(principal, type_def, data, complete=True)
+    try:
+        async with conn.begin_nested():
+            return await _insert(conn, services, principal, type_def, fields)
+    except IntegrityError as exc:
+        raise await _conflict(services, type_def, fields, exc, conn) from exc
+
+
+async def update_in(  # noqa: PLR0917 - `update_record`'s arguments and the connection
+    conn: AsyncConnection,
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    record_id: int,
+    data: Mapping[str, Any],
+    *,
+    replace: bool = False,
+) -> None:
+    """`update_record` on `conn`, inside the caller's transaction."""
+    type_def = _type(services, principal, type_name, "update")
+    _check_id(type_name, record_id)
+    fields = _writable(principal, type_def, data, complete=replace)
+    try:
+        async with conn.begin_nested():
+            await _update(conn, services, principal, type_def, record_id, fields)
+    except IntegrityError as exc:
+        raise await _conflict(services, type_def, fields, exc, conn) from exc
+
+
+async def delete_in(
+    conn: AsyncConnection,
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    record_id: int,
+) -> None:
+    """`delete_record` on `conn`, inside the caller's transaction."""
+    type_def = _type(services, principal, type_name, "delete")
+    _check_id(type_name, record_id)
+    try:
+        async with conn.begin_nested():
+            await _delete(conn, services, principal, type_def, record_id)
+    except IntegrityError as exc:
+        raise _still_referenced(type_name) from exc
+
+
+async def readback_in(
+    conn: AsyncConnection,
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    record_id: int,
+) -> Record:
+    """A record just written on `conn`, as the caller may see it (only its id if it may
+    not read it)."""
+    try:
+        return await get_in(conn, services, principal, type_name, record_id)
+    except (NotFound, Forbidden):
+        return {"id": record_id}
+
+
+async def _insert(
+    conn: AsyncConnection,
+    services: Services,
+    principal: Principal,
+    type_def: TypeDef,
+    fields: dict[str, Any],
+) -> int:
+    now = services.clock()
+    table = services.schema.records[type_def.name]
+    compiler = Compiler(services.tenant, services.schema, principal, now)
+    single = {k: v for k, v in fields.items() if not type_def.properties[k].multiple}
+    await _check_references(conn, services, compiler, type_def, fields)
+    record_id = await conn.scalar(
+        insert(table)
+        .values(
+            **single,
+            created_on=now,
+            updated_on=now,
+            created_by=principal.user_id,
+            updated_by=principal.user_id,
+        )
+        .returning(table.c.id)
+    )
+    record_id = int(record_id or 0)
+    await _write_children(conn, services, type_def, record_id, fields)
+    create = principal.on(type_def.name).create
+    if not create.all and not await _matches(
+        conn, table, record_id, compiler.scope(type_def, create)
+    ):
+        raise Forbidden(f"you may not create this {type_def.name}: it is outside your scope")
+    return record_id
+
+
+async def _update(  # noqa: PLR0917 - a private step of two public writes
+    conn: AsyncConnection,
+    services: Services,
+    principal: Principal,
+    type_def: TypeDef,
+    record_id: int,
+    fields: dict[str, Any],
+) -> None:
+    now = services.clock()
+    table = services.schema.records[type_def.name]
+    compiler = Compiler(services.tenant, services.schema, principal, now)
+    single = {k: v for k, v in fields.items() if not type_def.properties[k].multiple}
+    await _writable_row(conn, services, compiler, type_def, record_id, right="update")
+    await _check_references(conn, services, compiler, type_def, fields)
+    await conn.execute(
+        update(table)
+        .where(table.c.id == record_id)
+        .values(**single, updated_on=now, updated_by=principal.user_id)
+    )
+    await _write_children(conn, services, type_def, record_id, fields, replace=True)
+
+
+async def _delete(
+    conn: AsyncConnection,
+    services: Services,
+    principal: Principal,
+    type_def: TypeDef,
+    record_id: int,
+) -> None:
+    table = services.schema.records[type_def.name]
+    compiler = Compiler(services.tenant, services.schema, principal, services.clock())
+    await _writable_row(conn, services, compiler, type_def, record_id, right="delete")
+    await conn.execute(delete(table).where(table.c.id == record_id))
+
+
+def _still_referenced(type_name: str) -> Conflict:
+    return Conflict(f"this {type_name} is still referenced by other records")
 
 
 def _writable(
@@ -718,17 +880,24 @@ async def _write_children(
 
 
 async def _conflict(
-    services: Services, type_def: TypeDef, fields: Mapping[str, Any], exc: IntegrityError
+    services: Services,
+    type_def: TypeDef,
+    fields: Mapping[str, Any],
+    exc: IntegrityError,
+    conn: AsyncConnection | None = None,
 ) -> Conflict:
-    """Name the unique property a failed write collided on."""
+    """Name the unique property a failed write collided on (looked up on `conn`, whose
+    transaction may hold the other record, else on a connection of its own)."""
+    if conn is None:
+        async with services.engine.connect() as own:
+            return await _conflict(services, type_def, fields, exc, own)
     table = services.schema.records[type_def.name]
-    async with services.engine.connect() as conn:
-        for name, value in fields.items():
-            prop = type_def.properties[name]
-            if prop.unique and value is not None:
-                taken = await conn.scalar(select(table.c.id).where(table.c[name] == value))
-                if taken is not None:
-                    return Conflict(f"another {type_def.name} already has this {name}", field=name)
+    for name, value in fields.items():
+        prop = type_def.properties[name]
+        if prop.unique and value is not None:
+            taken = await conn.scalar(select(table.c.id).where(table.c[name] == value))
+            if taken is not None:
+                return Conflict(f"another {type_def.name} already has this {name}", field=name)
     return Conflict(f"the {type_def.name} conflicts with existing data: {type(exc.orig).__name__}")
 
 

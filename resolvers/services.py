@@ -11,6 +11,7 @@ from valkey.asyncio import Valkey
 
 from resolvers.batching import BatchedReads
 from resolvers.cache import CACHE_ERRORS, ResponseCache
+from resolvers.commands import CommandRegistry
 from resolvers.notify import Notifiers
 from resolvers.passwords import Passwords
 from resolvers.ratelimit import LoginLimits
@@ -63,6 +64,8 @@ class Services:
     """Rendered read results, per principal and request shape (see `cache`)."""
     notifiers: Notifiers
     """E-mail and SMS delivery of challenge messages."""
+    commands: CommandRegistry
+    """The tenant's commands (`resolvers.commands.load_commands`)."""
     login_limits: LoginLimits = field(default_factory=LoginLimits)
     challenges: ChallengePolicy = field(default_factory=ChallengePolicy)
     key_prefix: str = "jgw"

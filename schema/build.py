@@ -13,6 +13,7 @@ from strawberry.types.field import StrawberryField
 from resolvers.tenant import Tenant
 from schema.accounts import account_mutations
 from schema.collections import mutation_fields, query_fields
+from schema.commands import command_mutations
 from schema.errors import GatewayErrors, GatewaySchema, masked_errors
 from schema.execution import RecordExecutor
 from schema.limits import Limits, ParseOnceCache, limit_extensions
@@ -24,9 +25,9 @@ __all__ = ["MUTATION_SOURCES", "MutationSource", "build_schema"]
 MutationSource = Callable[[Tenant], Iterable[StrawberryField]]
 """Gives extra root mutations for a tenant (e.g. one per registered command)."""
 
-MUTATION_SOURCES: list[MutationSource] = []
-"""The hook for mutations beyond collections, keys and accounts: the commands issue
-appends a source here (or passes its own to `build_schema`), one field per command."""
+MUTATION_SOURCES: list[MutationSource] = [command_mutations]
+"""The mutations beyond collections, keys and accounts: one per command of the tenant
+(`schema.commands`); `build_schema` may be given other sources instead."""
 
 
 def build_schema(

@@ -9,6 +9,7 @@ from resolvers.tenant import Tenant
 from rest.v1.accounts import AccountsController
 from rest.v1.admin import AdminController
 from rest.v1.collections import collection_routers
+from rest.v1.commands import command_router
 from rest.v1.keys import KeysController, OthersKeysController
 from rest.v1.security import private_responses, provide_principal, refuse_keys_in_query
 from rest.v1.users import UsersController
@@ -26,6 +27,7 @@ def v1_router(tenant: Tenant, *, trusted_proxies: frozenset[str]) -> Router:
             UsersController,
             AdminController,
             *collection_routers(tenant),
+            command_router(tenant),
         ],
         dependencies={
             "principal": Provide(provide_principal),

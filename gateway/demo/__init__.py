@@ -1,0 +1,1 @@
+"""The demo tenant (`tenant.toml`) and its commands (`commands.py`)."""
