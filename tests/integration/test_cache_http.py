@@ -234,7 +234,7 @@ async def test_writes_carry_no_x_cache_and_are_never_served_from_it(api: Api) ->
     async with api.db() as db:
         keys = [k.decode() async for k in db.valkey.scan_iter(match=db.cache.entry_pattern())]
     assert keys, "reads stored entries"
-    assert all(":e:Company:" in k for k in keys)
+    assert all(k.startswith(f"{db.cache.tag('Company')}:e:") for k in keys)
 
 
 async def test_audited_single_reads_bypass_and_leave_a_row_each(api: Api) -> None:
