@@ -55,7 +55,11 @@ def create_app(
             HealthController,
             ManageController,
             docs,
-            v1_router(tenant, trusted_proxies=frozenset(settings.security.trusted_proxies)),
+            v1_router(
+                tenant,
+                trusted_proxies=frozenset(settings.security.trusted_proxies),
+                max_upload_bytes=settings.files.max_upload_bytes,
+            ),
             create_graphql_controller(
                 tenant,
                 graphiql=settings.graphql.graphiql,

@@ -16,6 +16,7 @@ from valkey.asyncio.cluster import ValkeyCluster
 from gateway.embedded import start_embedded_valkey
 from gateway.settings import Settings, ValkeySettings
 from resolvers.batching import BatchedReads, ValkeyClient
+from resolvers.blobs import local_file_storage
 from resolvers.cache import ResponseCache
 from resolvers.commands import CommandRegistry, load_commands
 from resolvers.errors import TenantFileError
@@ -118,6 +119,10 @@ async def open_services(
                 clock=utc_now,
             ),
             challenges=_challenge_policy(settings),
+            files=await local_file_storage(
+                settings.files.directory or settings.data_dir / "files",
+                settings.files.max_upload_bytes,
+            ),
             commands=commands,
             cache=ResponseCache(
                 valkey,

@@ -21,6 +21,7 @@ __all__ = [
     "SETTINGS_DOC",
     "AdminSettings",
     "DatabaseSettings",
+    "FileSettings",
     "SecuritySettings",
     "ServerSettings",
     "Settings",
@@ -122,6 +123,14 @@ class GraphQLSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FileSettings:
+    directory: Path | None = None
+    """Where uploaded files are kept, content-addressed; None: `files/` in the data directory."""
+    max_upload_bytes: int = 25 * 1024 * 1024
+    """The largest file accepted (413 above it)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
     tenant_file: Path
@@ -132,6 +141,7 @@ class Settings:
     security: SecuritySettings = SecuritySettings()
     accounts: AccountSettings = AccountSettings()
     graphql: GraphQLSettings = GraphQLSettings()
+    files: FileSettings = FileSettings()
     password_profile: PasswordProfile = "rfc9106_low_memory"  # noqa: S105 - a profile name
     auto_migrate: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -211,6 +221,12 @@ class Settings:
                 max_aliases=reader.integer("GATEWAY_GRAPHQL_MAX_ALIASES", 30, low=1, high=1000),
                 max_tokens=reader.integer(
                     "GATEWAY_GRAPHQL_MAX_TOKENS", 2000, low=200, high=100_000
+                ),
+            ),
+            files=FileSettings(
+                directory=Path(reader.text("GATEWAY_FILES_DIR", str(data_dir / "files"))).resolve(),
+                max_upload_bytes=reader.integer(
+                    "GATEWAY_MAX_UPLOAD_BYTES", 25 * 1024 * 1024, low=1, high=2**40
                 ),
             ),
             password_profile=reader.choice(
@@ -364,6 +380,16 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
         "Aliases in one GraphQL operation, counted after fragment expansion.",
     ),
     ("GATEWAY_GRAPHQL_MAX_TOKENS", "2000", "Tokens in one GraphQL document."),
+    (
+        "GATEWAY_FILES_DIR",
+        "`files` in the data dir",
+        "Directory of uploaded files (content-addressed by SHA-256).",
+    ),
+    (
+        "GATEWAY_MAX_UPLOAD_BYTES",
+        "`26214400` (25 MiB)",
+        "Largest file accepted by an upload; larger is 413.",
+    ),
     ("GATEWAY_AUTO_MIGRATE", "true", "`serve` applies additive tenant-file changes at start."),
     ("GATEWAY_LOG_LEVEL", "info", "debug, info, warning or error."),
 )

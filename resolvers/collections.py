@@ -37,8 +37,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from resolvers import blobs, values
 from resolvers import query_grammar as q
-from resolvers import values
 from resolvers.errors import Conflict, FieldError, Forbidden, Invalid, NotFound
 from resolvers.principal import Principal, Scope
 from resolvers.query_compile import Compiler
@@ -605,10 +605,12 @@ async def delete_record(
     await services.cache.written(type_name, record_id, affected=referrers)
     try:
         async with services.writer.begin() as conn:
+            held = await blobs.held(conn, services, type_def, record_id)  # its files' blobs
             await _delete(conn, services, principal, type_def, record_id)
     except IntegrityError as exc:
         raise _still_referenced(type_name) from exc
     await services.cache.written(type_name, record_id, affected=referrers)
+    await blobs.release(services, held)  # deleted unless another record holds them too
 
 
 # The same writes on a caller's connection, for several writes in one transaction (the

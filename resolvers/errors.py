@@ -8,6 +8,8 @@
     ├── Conflict              e.g. a unique property already taken
     ├── Gone
     ├── RateLimited           `retry_after` seconds
+    ├── TooLarge              an upload over the size limit (`limit` bytes)
+    ├── UnsupportedType       a content type a file property does not accept
     └── Unavailable           a dependency cannot serve now; `retry_after` seconds
     TenantFileError           the tenant file is refused (not a request error)
 
@@ -29,8 +31,10 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "TenantFileError",
+    "TooLarge",
     "Unauthenticated",
     "Unavailable",
+    "UnsupportedType",
 ]
 
 
@@ -96,6 +100,25 @@ class RateLimited(GatewayError):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class TooLarge(GatewayError):
+    code = "too_large"
+    title = "Content too large"
+
+    def __init__(self, detail: str, limit: int) -> None:
+        super().__init__(detail)
+        self.limit = limit
+
+
+class UnsupportedType(GatewayError):
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+    def __init__(self, detail: str, field: str, accepted: tuple[str, ...] = ()) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.accepted = accepted
 
 
 class Unavailable(GatewayError):

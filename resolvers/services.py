@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from valkey.asyncio import Valkey
 
 from resolvers.batching import BatchedReads
+from resolvers.blobs import FileStorage
 from resolvers.cache import CACHE_ERRORS, ResponseCache
 from resolvers.commands import CommandRegistry
 from resolvers.notify import Notifiers
@@ -70,3 +71,5 @@ class Services:
     challenges: ChallengePolicy = field(default_factory=ChallengePolicy)
     key_prefix: str = "jgw"
     clock: Callable[[], dt.datetime] = field(default=utc_now)
+    files: FileStorage | None = None
+    """Uploaded files (see `blobs`); None: file routes answer 503."""

@@ -76,9 +76,13 @@ _PROPERTY_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,62}")
 _MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MAX_EXPRESSION = 4000
+# A media type `type/subtype` (RFC 6838 names, lower case), or `type/*` for a whole type.
+_MEDIA_NAME = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(rf"{_MEDIA_NAME}/(?:{_MEDIA_NAME}|\*)")
+_MAX_CONTENT_TYPES = 100
 _FLAGS = ("required", "unique", "multiple", "indexed")
 _PROPERTY_KEYS = frozenset(
-    {"kind", *_FLAGS, "api", "max_length", "values", "to", "precision", "scale"}
+    {"kind", *_FLAGS, "api", "max_length", "values", "to", "precision", "scale", "content_types"}
 )
 _TOML_NAMES: dict[type, str] = {
     bool: "boolean",
@@ -110,6 +114,8 @@ class Property:
     to: str | None = None
     precision: int = 18
     scale: int = 2
+    content_types: tuple[str, ...] = ()
+    """A file property's accepted media types (`type/subtype` or `type/*`); empty: any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +420,7 @@ class _Reader:
             to=self.target(raw, path, kind, type_names),
             precision=precision,
             scale=scale,
+            content_types=self.content_types(raw, path, kind),
             **flags,
         )
 
@@ -451,6 +458,23 @@ class _Reader:
         elif len(set(values)) != len(values):
             self.problem(f"{path}.values", "enum values must be distinct")
         return tuple(values)
+
+    def content_types(self, raw: Mapping[str, object], path: str, kind: Kind) -> tuple[str, ...]:
+        if "content_types" not in raw:
+            return ()
+        key = f"{path}.content_types"
+        if kind is not Kind.FILE:
+            self.problem(key, "only file properties have content types")
+            return ()
+        found = self.strings(raw, "content_types", path)
+        if raw["content_types"] == []:
+            self.problem(key, "list at least one media type, or leave the key out")
+        elif len(found) > _MAX_CONTENT_TYPES:
+            self.problem(key, f"at most {_MAX_CONTENT_TYPES} media types")
+        for i, item in enumerate(found):
+            if not _MEDIA_TYPE.fullmatch(item.lower()):
+                self.problem(f"{key}[{i}]", f"{item!r} is not a media type like 'image/png'")
+        return tuple(dict.fromkeys(item.lower() for item in found))
 
     def target(
         self, raw: Mapping[str, object], path: str, kind: Kind, type_names: set[str]

@@ -21,8 +21,10 @@ from resolvers.errors import (
     Invalid,
     NotFound,
     RateLimited,
+    TooLarge,
     Unauthenticated,
     Unavailable,
+    UnsupportedType,
 )
 
 __all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "PROBLEM_STATUSES", "problem"]
@@ -40,6 +42,8 @@ _STATUS: dict[type[GatewayError], int] = {
     Conflict: 409,
     Gone: 410,
     RateLimited: 429,
+    TooLarge: 413,
+    UnsupportedType: 415,
     Unavailable: 503,
     DeliveryFailed: 502,
 }
@@ -80,7 +84,7 @@ def _gateway_error(_request: Request[Any, Any, Any], exc: GatewayError) -> Respo
     errors: list[dict[str, str]] | None = None
     if isinstance(exc, Invalid):
         errors = [{"field": e.field, "message": e.message} for e in exc.errors]
-    elif isinstance(exc, Conflict) and exc.field:
+    elif isinstance(exc, Conflict | UnsupportedType) and exc.field:
         errors = [{"field": exc.field, "message": exc.detail}]
     if isinstance(exc, RateLimited | Unavailable):
         headers["Retry-After"] = str(exc.retry_after)

@@ -42,6 +42,7 @@ from resolvers.tenant import Kind, Property, Tenant, TypeDef
 from resolvers.values import MAX_ITEMS, SYSTEM_PROPERTIES, USERS
 from rest.caching import CACHED_HEADERS, NOT_MODIFIED, cached_response, wants_fresh
 from rest.openapi import Ref, documented, problems
+from rest.v1.files import create_hook, create_operation
 
 __all__ = ["collection_routers"]
 
@@ -605,9 +606,14 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
                 responses=_BY_PROBLEMS,
                 response_headers=CACHED_HEADERS,
             )(get_by),
-            post("/", name=f"create{name}", summary=f"Create a {name}", responses=_CREATE_PROBLEMS)(
-                create
-            ),
+            post(
+                "/",
+                name=f"create{name}",
+                summary=f"Create a {name}",
+                responses=_CREATE_PROBLEMS,
+                before_request=create_hook(name),  # multipart/form-data: a record with files
+                operation_class=create_operation(type_def),
+            )(create),
             patch(
                 "/{record_id:int}",
                 name=f"update{name}",

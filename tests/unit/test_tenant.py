@@ -347,3 +347,50 @@ def test_broken_file_through_tmp_path(tmp_path: Path) -> None:
     assert problems_of(path) == [
         f"{path}:types.Note.properties.title.api: expected boolean, got integer"
     ]
+
+
+FILES_TENANT = """
+[tenant]
+name = "Files"
+
+[types.Note.properties]
+title = {{ kind = "string" }}
+scan = {{ kind = "file", content_types = {types} }}
+"""
+
+
+def test_file_content_types_are_read_lower_case_and_deduplicated() -> None:
+    tenant = parse_tenant(FILES_TENANT.format(types='["Image/PNG", "image/*", "image/png"]'))
+    scan = tenant.types["Note"].properties["scan"]
+    assert scan.content_types == ("image/png", "image/*")
+    assert tenant.types["Note"].properties["title"].content_types == ()
+
+
+@pytest.mark.parametrize(
+    ("types", "path", "reason"),
+    [
+        ('["png"]', "types.Note.properties.scan.content_types[0]", "'png' is not a media type"),
+        ('["*/*"]', "types.Note.properties.scan.content_types[0]", "is not a media type"),
+        ('["image/png; q=1"]', "types.Note.properties.scan.content_types[0]", "not a media"),
+        ("[]", "types.Note.properties.scan.content_types", "at least one media type"),
+        ('"image/png"', "types.Note.properties.scan.content_types", "expected array"),
+        ("[1]", "types.Note.properties.scan.content_types[0]", "expected string"),
+    ],
+)
+def test_bad_file_content_types(types: str, path: str, reason: str) -> None:
+    with pytest.raises(TenantFileError) as caught:
+        parse_tenant(FILES_TENANT.format(types=types))
+    assert len(caught.value.problems) == 1, caught.value.problems
+    assert f":{path}: " in caught.value.problems[0]
+    assert reason in caught.value.problems[0]
+
+
+def test_content_types_only_on_file_properties() -> None:
+    text = FILES_TENANT.format(types='["image/png"]').replace(
+        'title = { kind = "string" }', 'title = { kind = "string", content_types = ["text/plain"] }'
+    )
+    with pytest.raises(TenantFileError) as caught:
+        parse_tenant(text)
+    assert [p.split(": ", 1)[1] for p in caught.value.problems] == [
+        "only file properties have content types"
+    ]
