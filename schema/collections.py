@@ -8,7 +8,7 @@ list, get and get-by-property; GraphQL decodes the bytes), writes through
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import msgspec
 import strawberry
@@ -34,10 +34,22 @@ from schema.types import (
     where_json,
 )
 
-__all__ = ["list_query", "mutation_fields", "query_fields"]
+__all__ = ["READ_ROOT", "ReadRoot", "list_query", "mutation_fields", "query_fields"]
 
 _DECODER = msgspec.json.Decoder()
 _UNSET: Any = strawberry.UNSET
+
+READ_ROOT = "jetstack.read"
+"""The metadata key of a generated root read field (its value: a `ReadRoot`), by which
+`schema.prepared` recognises the reads it may answer without executing them."""
+
+
+class ReadRoot(NamedTuple):
+    """What a generated root field reads: a list, a get by id, or a get by `property`."""
+
+    kind: Literal["list", "one", "by"]
+    type_name: str
+    property: str | None = None
 
 
 def _given(value: object) -> bool:
@@ -144,6 +156,7 @@ def query_fields(classes: TypeClasses) -> list[StrawberryField]:
             ],
             classes.page,
             f"{type_name} records in your read scope (the REST list and SEARCH).",
+            read=ReadRoot("list", type_name),
         ),
         _root(
             classes.single,
@@ -151,6 +164,7 @@ def query_fields(classes: TypeClasses) -> list[StrawberryField]:
             [("id", scalars.BigInt, REQUIRED), ("noCache", bool, False)],
             maybe,
             f"One {type_name}; null if there is none you can read.",
+            read=ReadRoot("one", type_name),
         ),
     ]
     unique = [p.name for p in classes.type_def.properties.values() if p.api and p.unique]
@@ -182,6 +196,7 @@ def _by_field(classes: TypeClasses, property_name: str) -> StrawberryField:
         [("value", str, REQUIRED), ("noCache", bool, False)],
         maybe_type(classes.object),
         f"The {type_name} whose {property_name} is `value`; null if none you can read.",
+        read=ReadRoot("by", type_name, property_name),
     )
 
 
@@ -257,10 +272,13 @@ def _root(
     parameters: list[tuple[str, object, object]],
     returned: object,
     description: str,
+    *,
+    read: ReadRoot | None = None,
 ) -> StrawberryField:
     field = strawberry.field(
         resolver=resolver_with(function, parameters, returned, name=name),
         name=name,
         description=description,
+        metadata={READ_ROOT: read} if read else None,
     )
     return cast("StrawberryField", field)  # typed as the resolver's result, for class bodies

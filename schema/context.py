@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 from strawberry.dataloader import DataLoader
-from strawberry.litestar import BaseContext
 
 from resolvers import collections as records
 from resolvers import reads
@@ -29,7 +28,7 @@ _DECODER = msgspec.json.Decoder()
 _BATCH = records.MAX_LIMIT  # also `query_grammar.MAX_IN`: one `in` list per call
 
 
-class GraphQLContext(BaseContext, kw_only=True):
+class GraphQLContext(msgspec.Struct, kw_only=True):
     services: Services
     principal: Principal | None = None
     """None only for a request that renders GraphiQL (no operation runs)."""

@@ -45,12 +45,12 @@ from strawberry.types.field import StrawberryField
 
 from schema.types import RECORD_RESOLVER, RecordResolver, field_value
 
-__all__ = ["RecordExecutor"]
+__all__ = ["Plain", "RecordExecutor", "plain_field", "plain_list_field"]
 
 _BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
 
 
-class _Plain(NamedTuple):
+class Plain(NamedTuple):
     """How to complete a plain field: the record's key, the type's coercion, non-null."""
 
     key: str
@@ -69,7 +69,7 @@ class _Direct(NamedTuple):
 class _Entry(NamedTuple):
     response_name: str
     details: FieldDetailsList
-    plain: _Plain | None
+    plain: Plain | None
     direct: _Direct | None
 
 
@@ -82,14 +82,14 @@ class _Plan(NamedTuple):
 _SLOW: Any = object()
 """A plain field that needs graphql-core's path after all (absent, null, refused)."""
 
-_FIELDS: weakref.WeakKeyDictionary[GraphQLObjectType, dict[str, _Plain | _Direct | None]] = (
+_FIELDS: weakref.WeakKeyDictionary[GraphQLObjectType, dict[str, Plain | _Direct | None]] = (
     weakref.WeakKeyDictionary()
 )
 """Per object type of any schema built in this process: how each field completes."""
 
 
-def _plain(field: GraphQLField) -> _Plain | None:
-    """What strawberry's basic resolver reads for `field` and how its type coerces it."""
+def _basic(field: GraphQLField) -> StrawberryField | None:
+    """The field's definition, if strawberry's basic resolver reads it from the record."""
     definition = field.extensions.get(_BACKREF)
     if (
         not getattr(field.resolve, "_is_default", False)
@@ -100,6 +100,14 @@ def _plain(field: GraphQLField) -> _Plain | None:
         or definition.default_resolver is not field_value
     ):
         return None
+    return definition
+
+
+def plain_field(field: GraphQLField) -> Plain | None:
+    """What strawberry's basic resolver reads for `field` and how its type coerces it."""
+    definition = _basic(field)
+    if definition is None:
+        return None
     non_null = is_non_null_type(field.type)
     leaf = getattr(field.type, "of_type", None) if non_null else field.type
     if not is_leaf_type(leaf):
@@ -107,7 +115,39 @@ def _plain(field: GraphQLField) -> _Plain | None:
     coerce = leaf.coerce_output_value
     if is_enum_type(leaf):
         coerce = _remembered(coerce)
-    return _Plain(definition.python_name, coerce, non_null)
+    return Plain(definition.python_name, coerce, non_null)
+
+
+def plain_list_field(field: GraphQLField) -> Plain | None:
+    """`plain_field` for a list of scalars or enums (a multi-valued property, `[T!]!`):
+    its coercion takes the whole list and raises where graphql-core's path must decide."""
+    definition = _basic(field)
+    if definition is None:
+        return None
+    non_null = is_non_null_type(field.type)
+    listed = getattr(field.type, "of_type", None) if non_null else field.type
+    if not isinstance(listed, GraphQLList):
+        return None
+    item_non_null = is_non_null_type(listed.of_type)
+    leaf = listed.of_type.of_type if item_non_null else listed.of_type
+    if not is_leaf_type(leaf):
+        return None
+    one = leaf.coerce_output_value
+    if is_enum_type(leaf):
+        one = _remembered(one)
+
+    def coerce(values: Any) -> list[Any]:
+        if type(values) is not list:
+            raise TypeError("not a list")  # the compact shape's bare value: executed
+        coerced = []
+        for value in values:
+            item = None if value is None else one(value)
+            if item is Undefined or (item is None and (item_non_null or value is not None)):
+                raise TypeError("an item graphql-core must complete")
+            coerced.append(item)
+        return coerced
+
+    return Plain(definition.python_name, coerce, non_null)
 
 
 def _remembered(coerce: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -142,17 +182,17 @@ def _direct(field: GraphQLField) -> _Direct | None:
     return None if resolve is None else _Direct(field, resolve)
 
 
-def _fields(parent_type: GraphQLObjectType) -> dict[str, _Plain | _Direct | None]:
+def _fields(parent_type: GraphQLObjectType) -> dict[str, Plain | _Direct | None]:
     found = _FIELDS.get(parent_type)
     if found is None:
         found = {
-            name: _plain(field) or _direct(field) for name, field in parent_type.fields.items()
+            name: plain_field(field) or _direct(field) for name, field in parent_type.fields.items()
         }
         _FIELDS[parent_type] = found
     return found
 
 
-def _read(plain: _Plain, record: dict[str, Any]) -> Any:
+def _read(plain: Plain, record: dict[str, Any]) -> Any:
     """The completed value of a plain field, or `_SLOW` where graphql-core must decide."""
     value = record.get(plain.key, _SLOW)
     if value is None:
@@ -216,7 +256,7 @@ class RecordExecutor(StrawberryGraphQLCoreExecutionContext):
         entries = []
         for name, details in grouped_field_set.items():
             how = fields.get(details[0].node.name.value)
-            plain = how if isinstance(how, _Plain) else None
+            plain = how if isinstance(how, Plain) else None
             direct = how if isinstance(how, _Direct) and self._direct else None
             entries.append(_Entry(name, details, plain, direct))
         every = tuple(

@@ -9,9 +9,15 @@ on `If-None-Match`, `Cache-Control: private, no-cache`); everything else is `no-
 `X-Cache` sums up the operation's reads: BYPASS if any bypassed, else MISS if any
 missed, else HIT.
 
-Batching is off: a JSON array of operations is a 400 problem, as are strawberry's other
-refusals of a request (no query, a body that is not JSON). `GET /graphql/schema.graphql`
-serves the schema's SDL to the users who may introspect it (`Limits.introspection`).
+The handlers are the gateway's own rather than strawberry's Litestar view (which costs
+several times a cached read in dependency injection and response building): a plain
+read is answered by `schema.prepared` from the resolvers' bodies, anything else by
+`schema.execute` (strawberry's extensions: limits, parse and validation caches, error
+masking). The request forms are GraphQL over HTTP's: a JSON object
+`{query, variables?, operationName?}` by POST, or the same as query parameters by GET
+(queries only). Batching is off: a JSON array of operations is a 400 problem, as is any
+other request that carries no operation. `GET /graphql/schema.graphql` serves the
+schema's SDL to the users who may introspect it (`Limits.introspection`).
 """
 
 from __future__ import annotations
@@ -20,13 +26,18 @@ import hashlib
 from http import HTTPStatus
 from typing import Any
 
-from litestar import Controller, Request, Response, get
+import msgspec
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from strawberry.litestar import make_graphql_controller
-from strawberry.litestar.controller import GraphQLController
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import process_result
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from resolvers.auth import authenticate
 from resolvers.cache import Cached, etag_for
+from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.tenant import Tenant
 from rest.caching import cached_response, not_modified, wants_fresh
@@ -39,18 +50,39 @@ from rest.v1.security import (
 )
 from schema.build import build_schema
 from schema.context import GraphQLContext
-from schema.limits import Limits
+from schema.limits import Limits, size_rules
+from schema.prepared import PreparedReads
 
 __all__ = ["GRAPHQL_PATH", "SDL_PATH", "create_graphql_controller"]
 
 GRAPHQL_PATH = "/graphql"
 SDL_PATH = "/schema.graphql"
 """Under `GRAPHQL_PATH`: `/graphql/schema.graphql`."""
-_IDE_ACCEPT = ("text/html", "*/*")  # what strawberry's controller answers with GraphiQL
+_IDE_ACCEPT = ("text/html", "*/*")  # what a browser opening /graphql sends
 _SDL_TYPE = "text/plain"  # Litestar adds "; charset=utf-8"
+_JSON = "application/json"
 _BATCH_REFUSED = (
     "Batched operations (a JSON array) are not accepted: send one operation per request."
 )
+_QUERIES = frozenset({OperationType.QUERY})
+_ANY = frozenset({OperationType.QUERY, OperationType.MUTATION})
+_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
+
+
+class _BadRequest(Exception):
+    """A request that carries no operation the gateway can run: a 400 problem."""
+
+    def __init__(self, detail: str, code: str = "bad_request") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+
+
+class _Operation(msgspec.Struct, frozen=True):
+    query: str
+    variables: dict[str, Any] | None = None
+    operation_name: str | None = None
 
 
 def create_graphql_controller(
@@ -65,114 +97,169 @@ def create_graphql_controller(
     `limits` (default: `Limits()`) bounds every operation and names who may introspect.
     """
     limits = limits or Limits()
+    introspection = limits.introspection
     schema = build_schema(tenant, limits=limits)
+    prepared = PreparedReads(schema, tenant, size_rules(limits), max_tokens=limits.max_tokens)
     sdl = schema.as_str().encode() + b"\n"
     sdl_etag = f'"{hashlib.sha256(sdl).hexdigest()[:32]}"'
+    ide = get_graphql_ide_html(graphql_ide="graphiql") if graphiql else None
 
-    async def context_getter(
-        request: Request[Any, Any, Any], services: NamedDependency[Services]
-    ) -> GraphQLContext:
-        principal = None
-        if not (graphiql and _asks_for_ide(request)):
-            principal = await authenticate(services, presented_key(request.scope["headers"]))
-        return GraphQLContext(
+    async def run(
+        request: Request[Any, Any, Any],
+        services: Services,
+        principal: Principal,
+        operation: _Operation,
+    ) -> Response[Any]:
+        context = GraphQLContext(
             services=services,
             principal=principal,
             fresh=wants_fresh(request),
             client_address=client_address(request, trusted_proxies),
         )
+        answered = await prepared.answer(
+            services,
+            principal,
+            operation.query,
+            operation.operation_name,
+            operation.variables,
+            fresh=context.fresh,
+        )
+        if answered is not None:
+            body, reads = answered
+            for cached in reads:
+                context.remember(cached)
+        else:
+            body = await _execute(request, context, operation)
+        return _respond(request, context, body)
 
-    base = make_graphql_controller(
-        schema,
-        path=GRAPHQL_PATH,
-        context_getter=context_getter,
-        graphql_ide="graphiql" if graphiql else None,
-        allow_queries_via_get=True,
-    )
+    async def _execute(
+        request: Request[Any, Any, Any], context: GraphQLContext, operation: _Operation
+    ) -> bytes:
+        try:
+            result = await schema.execute(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=context,
+                operation_name=operation.operation_name,
+                allowed_operation_types=_QUERIES if request.method == "GET" else _ANY,
+            )
+        except (CannotGetOperationTypeError, InvalidOperationTypeError) as exc:
+            raise _BadRequest(_reason(exc, request.method)) from exc
+        except MissingQueryError as exc:
+            raise _BadRequest("No GraphQL query found in the request") from exc
+        return _ENCODER.encode(process_result(result))
 
-    async def execute_request(
-        self: GraphQLController[Any, Any],
-        request: Request[Any, Any, Any],
-        context: Any,
-        root_value: Any,
+    async def handle(
+        request: Request[Any, Any, Any], services: Services, body: bytes | None
     ) -> Response[Any]:
-        if await _is_batch(request):
-            return problem(400, "Bad Request", _BATCH_REFUSED, code="batching_not_supported")
-        response = await base.execute_request(self, request, context, root_value)
-        status = response.status_code or 200
-        if status >= 400 and isinstance(response.content, str):
-            return _as_problem(status, response.content)
-        return _with_cache_headers(request, context, response)
-
-    @get(SDL_PATH, media_type=_SDL_TYPE)
-    async def schema_sdl(
-        self: Controller,  # noqa: ARG001 - a controller method
-        request: Request[Any, Any, Any],
-        services: NamedDependency[Services],
-    ) -> Response[bytes]:
-        """The schema as SDL, for those who may introspect it (401 without a key, 403
-        without the permission)."""
         principal = await authenticate(services, presented_key(request.scope["headers"]))
-        principal.require(limits.introspection)
-        headers = {"ETag": sdl_etag, "Cache-Control": "private, no-cache"}
-        if not_modified(request, sdl_etag):
-            return Response(content=b"", status_code=304, headers=headers)
-        return Response(content=sdl, media_type=_SDL_TYPE, headers=headers)
+        try:
+            return await run(request, services, principal, _operation(request, body))
+        except _BadRequest as exc:
+            return problem(400, HTTPStatus.BAD_REQUEST.phrase, exc.detail, code=exc.code)
 
-    controller: type[Controller] = type(
-        "GraphQL",
-        (base,),
-        {
-            "execute_request": execute_request,
-            "schema_sdl": schema_sdl,
-            "before_request": refuse_keys_in_query,
-            "after_request": private_responses,
-            "include_in_schema": False,  # /api/v1/openapi.json documents REST only
-            "websocket_endpoint": None,  # no subscriptions: no WebSocket route
-        },
-    )
-    return controller
+    class GraphQL(Controller):
+        path = GRAPHQL_PATH
+        include_in_schema = False  # /api/v1/openapi.json documents REST only
+        before_request = staticmethod(refuse_keys_in_query)
+        after_request = staticmethod(private_responses)
+
+        @post(status_code=200)
+        async def graphql_post(
+            self, request: Request[Any, Any, Any], services: NamedDependency[Services]
+        ) -> Response[Any]:
+            """One operation as a JSON object."""
+            return await handle(request, services, await request.body())
+
+        @get()
+        async def graphql_get(
+            self, request: Request[Any, Any, Any], services: NamedDependency[Services]
+        ) -> Response[Any]:
+            """One query in the query string, or GraphiQL for a browser."""
+            if ide is not None and _asks_for_ide(request):
+                return Response(content=ide, media_type="text/html")
+            return await handle(request, services, None)
+
+        @get(SDL_PATH, media_type=_SDL_TYPE)
+        async def schema_sdl(
+            self, request: Request[Any, Any, Any], services: NamedDependency[Services]
+        ) -> Response[bytes]:
+            """The schema as SDL, for those who may introspect it (401 without a key, 403
+            without the permission)."""
+            principal = await authenticate(services, presented_key(request.scope["headers"]))
+            principal.require(introspection)
+            headers = {"ETag": sdl_etag, "Cache-Control": "private, no-cache"}
+            if not_modified(request, sdl_etag):
+                return Response(content=b"", status_code=304, headers=headers)
+            return Response(content=sdl, media_type=_SDL_TYPE, headers=headers)
+
+    return GraphQL
 
 
-async def _is_batch(request: Request[Any, Any, Any]) -> bool:
-    """A POSTed JSON array: strawberry would answer a bare text 400; answer a problem.
+def _operation(request: Request[Any, Any, Any], body: bytes | None) -> _Operation:
+    """The operation of a POST body (JSON) or of a GET's query parameters."""
+    if body is None:
+        params = request.query_params
+        variables: object = params.get("variables")
+        if isinstance(variables, str):
+            variables = _json(variables, "variables")
+        document: dict[str, object] = {
+            "query": params.get("query"),
+            "variables": variables,
+            "operationName": params.get("operationName"),
+        }
+    else:
+        if "json" not in request.headers.get("content-type", ""):
+            raise _BadRequest("Unsupported content type: send application/json")
+        decoded = _json(body, "body")
+        if isinstance(decoded, list):
+            raise _BadRequest(_BATCH_REFUSED, code="batching_not_supported")
+        if not isinstance(decoded, dict):
+            raise _BadRequest("The body must be a JSON object with the operation's `query`")
+        document = decoded
+    query = document.get("query")
+    variables = document.get("variables")
+    name = document.get("operationName")
+    if not isinstance(query, str) or not query:
+        raise _BadRequest("No GraphQL query found in the request")
+    if not isinstance(variables, dict | None):
+        raise _BadRequest("The operation's `variables` must be an object or null")
+    if not isinstance(name, str | None):
+        raise _BadRequest("The operation's `operationName` must be a string or null")
+    return _Operation(query, variables, name)
 
-    Litestar keeps the body it read, so strawberry reads the same bytes again.
-    """
-    if request.method != "POST" or "json" not in request.headers.get("content-type", ""):
-        return False
-    return (await request.body()).lstrip()[:1] == b"["
 
-
-def _as_problem(status: int, detail: str) -> Response[dict[str, Any]]:
-    """strawberry's own refusals of a request (text/plain) as the gateway's problems."""
+def _json(data: str | bytes, what: str) -> Any:
     try:
-        title = HTTPStatus(status).phrase
-    except ValueError:
-        title = "Error"
-    return problem(status, title, detail, code="bad_request")
+        return _DECODER.decode(data)
+    except msgspec.DecodeError:
+        raise _BadRequest(f"Unable to parse the {what} as JSON") from None
+
+
+def _reason(exc: CannotGetOperationTypeError | InvalidOperationTypeError, method: str) -> str:
+    if isinstance(exc, InvalidOperationTypeError):
+        return exc.as_http_error_reason(method)
+    return exc.as_http_error_reason()
 
 
 def _asks_for_ide(request: Request[Any, Any, Any]) -> bool:
     """A browser opening `/graphql`: GraphiQL needs no key, its operations do."""
-    if request.method != "GET" or "query" in request.query_params:
+    if "query" in request.query_params:
         return False
     accept = request.headers.get("accept", "")
     return any(kind in accept for kind in _IDE_ACCEPT)
 
 
-def _with_cache_headers(
-    request: Request[Any, Any, Any], context: object, response: Response[Any]
-) -> Response[Any]:
-    if not isinstance(context, GraphQLContext) or response.status_code != 200:
-        return response
+def _respond(
+    request: Request[Any, Any, Any], context: GraphQLContext, body: bytes
+) -> Response[bytes]:
     status = context.cache_status()
-    body = response.content
-    if status is not None:
-        response.headers["X-Cache"] = status
-    cacheable = request.method == "GET" and not context.failed and isinstance(body, bytes)
-    if cacheable and status is not None and context.principal is not None:
+    cacheable = request.method == "GET" and not context.failed and context.principal is not None
+    if cacheable and status is not None:
+        assert context.principal is not None  # noqa: S101 - checked above
         cached = Cached(body=body, etag=etag_for(body, context.principal), status=status)
         return cached_response(request, cached)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    headers = {"Cache-Control": "no-store"}
+    if status is not None:
+        headers["X-Cache"] = status
+    return Response(content=body, media_type=_JSON, headers=headers)

@@ -53,6 +53,7 @@ __all__ = [
     "OperationLimits",
     "ParseOnceCache",
     "limit_extensions",
+    "size_rules",
 ]
 
 INTROSPECTION_MAX_DEPTH = 15
@@ -321,6 +322,11 @@ class ParseOnceCache(ParserCache):
         except GraphQLError:
             context.graphql_document = None
         yield
+
+
+def size_rules(limits: Limits) -> tuple[type[ValidationRule], ...]:
+    """The validation rules of `limits` that hold for every user (depth and aliases)."""
+    return (_size_rule(limits),)
 
 
 def limit_extensions(limits: Limits) -> list[Any]:

@@ -1,0 +1,445 @@
+"""Prepared reads: a GraphQL query that only reads records, answered without executing it.
+
+Most operations a front-end proxy sends over and over are *plain reads*: root fields that
+are generated list, get and get-by-property fields, each selecting plain scalar and enum
+fields of its records (and `total`, `next`, `__typename`). For those, executing the
+document adds nothing to what the resolvers give: the answer is REST's body, each record
+cut down to the selection. So a plain read is answered here, in three steps:
+
+1. the document is parsed, validated (graphql-core's rules and the gateway's size
+   limits) and planned once; with its variables it is bound once to the requests it
+   makes (the same `ListQuery` values the field resolvers build) — both remembered in
+   bounded LRU tables (a plan holds no user, a `ListQuery` is not yet scoped);
+2. each request is made through `resolvers.reads`, exactly as the field resolvers make
+   it, with the caller's `Principal`: permissions, time rules and the Valkey cache entry
+   are the same as REST's and the full GraphQL path's;
+3. each body is cut to the selection, and the JSON of that cut is remembered by the
+   body's ETag: a pure function of the bytes Valkey returned, never a source of
+   freshness (which the cache decides on every request).
+
+Anything else returns `None` and takes the full path (`schema.execute`), which also
+answers every error: a document that does not validate, a variable of the wrong type,
+a request the resolvers refuse, a field hidden from the caller, a null where the schema
+says non-null, a type with `read_access_logging` (whose single reads write audit rows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import msgspec
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLObjectType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    ValidationRule,
+    get_named_type,
+    get_operation_ast,
+    is_object_type,
+    parse,
+    specified_rules,
+    validate,
+)
+from graphql.execution.values import coerce_variable_values, get_argument_values
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.arguments import convert_arguments
+from strawberry.types.field import StrawberryField
+
+from resolvers import reads
+from resolvers.cache import Cached
+from resolvers.errors import GatewayError, NotFound
+from resolvers.principal import Principal
+from resolvers.services import Services
+from resolvers.tenant import Tenant
+from schema.collections import READ_ROOT, ReadRoot, list_query
+from schema.errors import GatewaySchema
+from schema.execution import plain_field, plain_list_field
+
+__all__ = ["PreparedReads"]
+
+_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder()
+_TYPENAME = "__typename"
+_MAX_QUERY = 16 * 1024
+"""Longer documents are answered but not remembered (the tables' keys hold them)."""
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+_ABSENT: Any = object()
+
+
+class _NotPlain(Exception):
+    """The operation (or this request of it) takes the full path."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    """One selected field of a record or a page: a key to read, or a constant."""
+
+    name: str
+    key: str
+    coerce: Callable[[Any], Any] | None
+    """None: `key` is the constant value (`__typename`)."""
+    non_null: bool
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Root:
+    """One root field of a plain read: what it asks and how its answer is cut."""
+
+    serial: int
+    """Tells the cuts of two roots apart."""
+    name: str
+    read: ReadRoot
+    field: GraphQLField
+    node: FieldNode
+    record: tuple[_Leaf, ...]
+    """The selection on each record."""
+    page: tuple[_Leaf, ...] = ()
+    """A list's selection on its page; the leaf keyed `items` holds the records."""
+
+
+class _Plan(NamedTuple):
+    roots: tuple[_Root, ...]
+    operation: OperationDefinitionNode
+
+
+class _Request(NamedTuple):
+    root: _Root
+    argument: Any
+    """A list's `ListQuery`, a get's id, a get-by-property's value."""
+    fresh: bool
+    """`noCache: true` on the field."""
+
+
+class _Lru(Generic[K, V]):
+    """A bounded table, least recently used out first (one event loop: no locks)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> V:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return value
+
+
+_NOT_PLAIN: Any = ()
+"""What the tables remember for an operation or request that is not a plain read."""
+
+
+class PreparedReads:
+    """Plain reads of one schema (see the module docstring)."""
+
+    def __init__(
+        self,
+        schema: GatewaySchema,
+        tenant: Tenant,
+        rules: Sequence[type[ValidationRule]],
+        *,
+        max_tokens: int,
+    ) -> None:
+        self._schema = schema
+        self._core: GraphQLSchema = schema._schema  # graphql-core's schema
+        self._tenant = tenant
+        self._rules = (*specified_rules, *rules)
+        self._max_tokens = max_tokens
+        self._plans: _Lru[tuple[str, str | None], _Plan] = _Lru(256)
+        self._requests: _Lru[tuple[str, str | None, bytes], tuple[_Request, ...]] = _Lru(1024)
+        self._cuts: _Lru[tuple[int, str], bytes] = _Lru(1024)
+        self._counter = itertools.count()
+
+    async def answer(
+        self,
+        services: Services,
+        principal: Principal,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+        *,
+        fresh: bool,
+    ) -> tuple[bytes, list[Cached]] | None:
+        """The response body and the reads behind it, or None: take the full path."""
+        try:
+            requests = self._bind(query, operation_name, variables)
+            if len(requests) == 1:
+                found = [await self._read(services, principal, requests[0], fresh=fresh)]
+            else:
+                found = await asyncio.gather(
+                    *(self._read(services, principal, r, fresh=fresh) for r in requests)
+                )
+            parts = [self._cut(r.root, cached) for r, cached in zip(requests, found, strict=True)]
+        except (_NotPlain, GatewayError):
+            return None
+        body = b'{"data":{' + b",".join(parts) + b"}}"
+        return body, [cached for cached in found if cached is not None]
+
+    # --- planning ------------------------------------------------------------------
+
+    def _bind(
+        self, query: str, operation_name: str | None, variables: dict[str, Any] | None
+    ) -> tuple[_Request, ...]:
+        """The requests of the operation with these variables (remembered)."""
+        given = _ENCODER.encode(variables) if variables else b""
+        key = (query, operation_name, given)
+        requests = self._requests.get(key)
+        if requests is None:
+            try:
+                requests = tuple(self._arguments(query, operation_name, variables or {}))
+            except (_NotPlain, GatewayError, GraphQLError):
+                requests = _NOT_PLAIN
+            if len(query) <= _MAX_QUERY:
+                self._requests.put(key, requests)
+        if requests is _NOT_PLAIN:
+            raise _NotPlain
+        return requests
+
+    def _arguments(
+        self, query: str, operation_name: str | None, variables: dict[str, Any]
+    ) -> list[_Request]:
+        roots, operation = self._plan(query, operation_name)
+        errors: list[GraphQLError] = []
+        values = coerce_variable_values(
+            self._core, operation.variable_definitions or (), variables, errors.append
+        )
+        if errors:
+            raise _NotPlain
+        converter = self._schema.schema_converter
+        requests = []
+        for root in roots:
+            given = get_argument_values(root.field, root.node, values)
+            definition: StrawberryField = root.field.extensions[_BACKREF]
+            arguments = convert_arguments(
+                given, definition.arguments, converter.scalar_registry, self._schema.config
+            )
+            fresh = bool(arguments.pop("noCache", False))
+            match root.read.kind:
+                case "list":
+                    argument: Any = list_query(**arguments)
+                case "one":
+                    argument = int(arguments["id"])
+                case "by":
+                    argument = str(arguments["value"])
+            requests.append(_Request(root, argument, fresh))
+        return requests
+
+    def _plan(self, query: str, operation_name: str | None) -> _Plan:
+        key = (query, operation_name)
+        plan = self._plans.get(key)
+        if plan is None:
+            try:
+                plan = self._roots(query, operation_name)
+            except _NotPlain:
+                plan = _NOT_PLAIN
+            if len(query) <= _MAX_QUERY:
+                self._plans.put(key, plan)
+        if plan is _NOT_PLAIN:
+            raise _NotPlain
+        return plan
+
+    def _roots(self, query: str, operation_name: str | None) -> _Plan:
+        try:
+            document = parse(query, max_tokens=self._max_tokens)
+        except GraphQLError:
+            raise _NotPlain from None
+        operation = get_operation_ast(document, operation_name)
+        if operation is None or operation.operation is not OperationType.QUERY:
+            raise _NotPlain
+        if validate(self._core, document, self._rules):
+            raise _NotPlain
+        query_type = self._core.query_type
+        assert query_type is not None  # noqa: S101 - a schema has a query type
+        roots = []
+        for node in _fields(operation.selection_set):
+            field = query_type.fields.get(node.name.value)
+            definition = field and field.extensions.get(_BACKREF)
+            read = isinstance(definition, StrawberryField) and definition.metadata.get(READ_ROOT)
+            if field is None or not isinstance(read, ReadRoot) or node.selection_set is None:
+                raise _NotPlain
+            if read.kind != "list" and self._tenant.types[read.type_name].read_access_logging:
+                raise _NotPlain  # each such read writes an audit row: never read twice
+            record_type = _object(field)
+            if read.kind == "list":
+                items = _object(record_type.fields["items"])
+                page, records = _page(record_type, node.selection_set)
+                record = _record(items, records)
+            else:
+                page, record = (), _record(record_type, node.selection_set)
+            serial = next(self._counter)
+            roots.append(_Root(serial, _response_name(node), read, field, node, record, page))
+        if len({root.name for root in roots}) != len(roots):
+            raise _NotPlain  # one response name twice: graphql-core merges them
+        return _Plan(tuple(roots), operation)
+
+    # --- reading and cutting -------------------------------------------------------
+
+    async def _read(
+        self, services: Services, principal: Principal, request: _Request, *, fresh: bool
+    ) -> Cached | None:
+        read = request.root.read
+        fresh = fresh or request.fresh
+        if read.kind == "list":
+            return await reads.list_body(
+                services, principal, read.type_name, request.argument, fresh=fresh
+            )
+        try:
+            if read.kind == "one":
+                return await reads.record_body(
+                    services,
+                    principal,
+                    read.type_name,
+                    request.argument,
+                    fresh=fresh,
+                    transport="graphql",
+                )
+            return await reads.record_by_body(
+                services,
+                principal,
+                read.type_name,
+                str(read.property),
+                request.argument,
+                fresh=fresh,
+                transport="graphql",
+            )
+        except NotFound:
+            return None
+
+    def _cut(self, root: _Root, cached: Cached | None) -> bytes:
+        """`"name":<value>` of one root field (the value remembered by the body's ETag)."""
+        if cached is None:
+            value = b"null"
+        else:
+            key = (root.serial, cached.etag)
+            found = self._cuts.get(key)
+            value = found if found is not None else self._cuts.put(key, _cut(root, cached.body))
+        return b'"' + root.name.encode() + b'":' + value
+
+
+def _cut(root: _Root, body: bytes) -> bytes:
+    document = _DECODER.decode(body)
+    if root.read.kind != "list":
+        return _ENCODER.encode(_record_value(root.record, document["data"]))
+    meta = document["meta"]
+    page: dict[str, Any] = {}
+    for leaf in root.page:
+        if leaf.key == "items":
+            page[leaf.name] = [_record_value(root.record, r) for r in document["data"]]
+        elif leaf.coerce is None:
+            page[leaf.name] = leaf.key
+        else:
+            page[leaf.name] = _value(leaf, meta.get(leaf.key))
+    return _ENCODER.encode(page)
+
+
+def _record_value(leaves: tuple[_Leaf, ...], record: Any) -> dict[str, Any]:
+    if type(record) is not dict:
+        raise _NotPlain
+    return {
+        leaf.name: leaf.key if leaf.coerce is None else _value(leaf, record.get(leaf.key, _ABSENT))
+        for leaf in leaves
+    }
+
+
+def _value(leaf: _Leaf, value: Any) -> Any:
+    """A field's value as graphql-core would complete it (or the full path decides)."""
+    if value is _ABSENT:
+        raise _NotPlain  # hidden from the caller: graphql-core answers the error
+    if value is None:
+        if leaf.non_null:
+            raise _NotPlain
+        return None
+    assert leaf.coerce is not None  # noqa: S101 - constants are handled by the callers
+    try:
+        coerced = leaf.coerce(value)
+    except Exception:  # noqa: BLE001 - the full path raises it again, located
+        raise _NotPlain from None
+    if coerced is None:
+        raise _NotPlain
+    return coerced
+
+
+# --- selections ----------------------------------------------------------------------
+
+
+def _fields(selection_set: SelectionSetNode) -> list[FieldNode]:
+    """The fields of a selection set with no fragment and no directive, else not plain."""
+    fields = []
+    for selection in selection_set.selections:
+        if not isinstance(selection, FieldNode) or selection.directives:
+            raise _NotPlain
+        fields.append(selection)
+    return fields
+
+
+def _response_name(node: FieldNode) -> str:
+    return node.alias.value if node.alias else node.name.value
+
+
+def _object(field: GraphQLField) -> GraphQLObjectType:
+    named = get_named_type(field.type)
+    if not is_object_type(named):
+        raise _NotPlain
+    return named
+
+
+def _page(
+    page_type: GraphQLObjectType, selection_set: SelectionSetNode
+) -> tuple[tuple[_Leaf, ...], SelectionSetNode]:
+    """A list's page selection; `items` must be selected exactly once."""
+    leaves = []
+    records: SelectionSetNode | None = None
+    for node in _fields(selection_set):
+        name = node.name.value
+        if name == "items" and node.selection_set is not None and records is None:
+            records = node.selection_set
+            leaves.append(_Leaf(_response_name(node), "items", _no_coercion, non_null=True))
+        elif name in {"total", "next", _TYPENAME}:
+            leaves.append(_leaf(page_type, node))
+        else:
+            raise _NotPlain
+    if records is None:
+        raise _NotPlain
+    return tuple(leaves), records
+
+
+def _record(record_type: GraphQLObjectType, selection_set: SelectionSetNode) -> tuple[_Leaf, ...]:
+    return tuple(_leaf(record_type, node) for node in _fields(selection_set))
+
+
+def _leaf(parent: GraphQLObjectType, node: FieldNode) -> _Leaf:
+    name = _response_name(node)
+    if node.name.value == _TYPENAME:
+        return _Leaf(name, parent.name, None, non_null=True)
+    field = parent.fields.get(node.name.value)
+    if field is None or node.arguments or node.selection_set is not None:
+        raise _NotPlain
+    # A scalar or enum (or a list of them) that strawberry reads from the record.
+    plain = plain_field(field) or plain_list_field(field)
+    if plain is None:
+        raise _NotPlain
+    return _Leaf(name, plain.key, plain.coerce, plain.non_null)
+
+
+def _no_coercion(value: Any) -> Any:
+    return value
