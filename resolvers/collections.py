@@ -664,15 +664,18 @@ async def delete_in(
     principal: Principal,
     type_name: str,
     record_id: int,
-) -> None:
-    """`delete_record` on `conn`, inside the caller's transaction."""
+) -> list[str]:
+    """`delete_record` on `conn`, inside the caller's transaction; the digests of the
+    files the record held, for `blobs.release` once that transaction has committed."""
     type_def = _type(services, principal, type_name, "delete")
     _check_id(type_name, record_id)
     try:
         async with conn.begin_nested():
+            held = await blobs.held(conn, services, type_def, record_id)
             await _delete(conn, services, principal, type_def, record_id)
     except IntegrityError as exc:
         raise _still_referenced(type_name) from exc
+    return held
 
 
 async def readback_in(

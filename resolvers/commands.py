@@ -51,6 +51,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from resolvers import blobs
 from resolvers.errors import (
     Conflict,
     FieldError,
@@ -422,6 +423,8 @@ class CommandContext:
         self._lock = asyncio.Lock()
         self._open = True
         self._writes: list[_Write] = []
+        self._held: list[str] = []
+        """Digests of the files deleted records held: released after the commit."""
 
     @property
     def tenant(self) -> Tenant:
@@ -498,8 +501,11 @@ class CommandContext:
         async with self._using() as conn:
             write = _Write(type_name, record_id, self._services.tenant.referrers(type_name))
             await self._before(write)
-            await records.delete_in(conn, self._services, self.principal, type_name, record_id)
+            held = await records.delete_in(
+                conn, self._services, self.principal, type_name, record_id
+            )
             self._writes.append(write)
+            self._held += held
 
     async def _update(
         self, type_name: str, record_id: int, data: Mapping[str, Any], *, replace: bool
@@ -544,9 +550,9 @@ class CommandContext:
             )
         )
 
-    def _close(self) -> tuple[_Write, ...]:
+    def _close(self) -> tuple[tuple[_Write, ...], tuple[str, ...]]:
         self._open = False
-        return tuple(dict.fromkeys(self._writes))
+        return tuple(dict.fromkeys(self._writes)), tuple(self._held)
 
 
 async def run_command(
@@ -558,6 +564,7 @@ async def run_command(
     found.check(principal)
     data = found.decode(payload)
     writes: tuple[_Write, ...] = ()
+    held: tuple[str, ...] = ()
     try:
         async with services.writer.begin() as conn:
             context = CommandContext(services, principal, conn, found.name)
@@ -569,12 +576,14 @@ async def run_command(
                         f"not {found.result_type.__name__}"
                     )
             finally:
-                writes = context._close()
+                writes, held = context._close()
     except IntegrityError as exc:
         # A constraint checked at commit (a deferred foreign key): nothing was written.
         raise Conflict(f"the command {found.name} conflicts with existing data") from exc
     for write in writes:
         await services.cache.written(write.type_name, write.record_id, affected=write.affected)
+    if held:
+        await blobs.release(services, held)  # unless another record holds them too
     return result
 
 

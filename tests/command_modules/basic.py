@@ -33,6 +33,29 @@ async def add_note(ctx: CommandContext, data: NoteInput) -> NoteResult:
     )
 
 
+class NoteRef(msgspec.Struct, forbid_unknown_fields=True):
+    note: Id
+    fail: bool = False
+
+
+@command("note.read", needs="Note.read")
+async def read_note(ctx: CommandContext, data: NoteRef) -> NoteResult:
+    """Read one note (an audited type), and fail afterwards if asked to."""
+    note = await ctx.get("Note", data.note)
+    if data.fail:
+        raise Conflict("failed on purpose after an audited read")
+    return NoteResult(note=note)
+
+
+@command("note.remove", needs="Note.delete")
+async def remove_note(ctx: CommandContext, data: NoteRef) -> Nothing:
+    """Delete one note, and fail afterwards if asked to."""
+    await ctx.delete("Note", data.note)
+    if data.fail:
+        raise Conflict("failed on purpose after a delete")
+    return Nothing()
+
+
 class Rename(msgspec.Struct, forbid_unknown_fields=True):
     company: Id
     name: Name
