@@ -234,6 +234,21 @@ async def test_if_none_match(api: Api) -> None:
     assert (changed.status_code, changed.content) == (200, b"second")
 
 
+async def test_file_writes_refresh_cached_records(api: Api) -> None:
+    folder = await _folder(api)
+    record_url = f"{FOLDERS}/{folder}"
+    url = f"{record_url}/files/attachment"
+    assert (await _get(api, record_url)).headers["x-cache"] == "MISS"
+    cached = await _get(api, record_url)
+    assert (cached.headers["x-cache"], cached.json()["data"]["attachment"]) == ("HIT", None)
+    await _put(api, url, b"v1")
+    fresh = await _get(api, record_url)
+    assert fresh.json()["data"]["attachment"]["sha256"] == hashlib.sha256(b"v1").hexdigest()
+    assert (await _get(api, record_url)).headers["x-cache"] == "HIT"
+    await api.client.delete(url, headers=api.auth(api.admin_key))
+    assert (await _get(api, record_url)).json()["data"]["attachment"] is None
+
+
 # --- limits -------------------------------------------------------------------------------
 
 
@@ -344,6 +359,9 @@ async def test_refused_writes_keep_the_old_bytes(api: Api) -> None:
     assert (await api.client.delete(url, headers=api.auth(clerk))).status_code == 204
     assert (await _get(api, url, clerk)).status_code == 404
     assert (await api.client.delete(url, headers=api.auth(clerk))).status_code == 404
+    # A removed file is null again, for filters too.
+    empty = await _get(api, f"{FOLDERS}?_filter=attachment is null&_fields=id")
+    assert empty.json()["data"] == [{"id": open_folder}]
     assert _leftovers(api) == []
 
 
