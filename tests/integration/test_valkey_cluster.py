@@ -11,6 +11,7 @@ entries, locks and generations in one slot, the types spread over the nodes.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -230,8 +231,9 @@ async def test_revocation_and_role_changes_apply_on_every_instance(cluster_api: 
             response = await _get(instance, key, path)
             assert "phone" not in response.json()["data"]
 
+        past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
         ended = await other.client.patch(
-            f"/api/v1/users/{ivan_id}", json={"active": False}, headers=other.auth(other.admin_key)
+            f"/api/v1/users/{ivan_id}", json={"valid_to": past}, headers=other.auth(other.admin_key)
         )
         assert ended.status_code == 200
         for instance in (api, other):

@@ -25,6 +25,7 @@ from valkey.exceptions import ConnectionError as ValkeyConnectionError
 
 from gateway.runtime import open_services
 from gateway.settings import Settings
+from resolvers.health import check_readiness
 from tests.conftest import Backend, start_api
 from tests.integration.test_cache_core import SHAPE, Source, principal
 
@@ -203,6 +204,9 @@ async def _refused(settings: Settings) -> AsyncIterator[str]:
         for _ in range(2):  # never served from (or stored in) a server it cannot verify
             assert (await services.cache.read(who, key, source)).status == "BYPASS"
         assert source.calls == 2
+        readiness = await check_readiness(services)  # /readyz answers 503
+        assert not readiness.ready
+        assert readiness.valkey.startswith("unavailable")
         yield str(refused.value)
 
 
