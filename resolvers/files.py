@@ -238,7 +238,10 @@ async def _accept(services: Services, prop: Property, upload: Upload) -> Accepte
     limit = storage.max_upload_bytes
     if upload.size is not None and upload.size > limit:
         raise TooLarge(f"the upload is larger than the limit of {limit} bytes", limit=limit)
-    staged = await storage.store.stage(upload.chunks, limit=limit)
+    try:
+        staged = await storage.store.stage(upload.chunks, limit=limit)
+    except OSError as exc:
+        raise _store_failed(exc) from exc
     return Accepted(prop, staged, safe_name(upload.name, prop.name), content_type)
 
 
@@ -264,8 +267,11 @@ async def _attach(
     """Publish staged blobs and point the record at them, in `conn`'s transaction."""
     storage = _storage(services)
     await blobs.lock_digests(conn, [a.staged.blob.sha256 for a in accepted])
-    for item in accepted:
-        await storage.store.publish(item.staged)
+    try:
+        for item in accepted:
+            await storage.store.publish(item.staged)
+    except OSError as exc:
+        raise _store_failed(exc) from exc
     stored = {a.prop.name: a.stored(type_def.name, record_id) for a in accepted}
     table = services.schema.records[type_def.name]
     await conn.execute(
@@ -449,3 +455,11 @@ async def read_file(
     except blobs.BlobMissing:
         _log.error("the content of file %s is missing from the store", stored.sha256)
         raise NotFound("the file's content is missing; it may have just been replaced") from None
+    except OSError as exc:
+        raise _store_failed(exc) from exc
+
+
+def _store_failed(exc: OSError) -> Unavailable:
+    """The blob store cannot work now (disk full, permissions): 503, and logged."""
+    _log.error("the file store failed: %s", exc)
+    return Unavailable("the file store cannot serve this now", retry_after=30)

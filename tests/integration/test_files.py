@@ -310,6 +310,23 @@ async def test_content_type_allow_list(api: Api) -> None:
     assert _leftovers(api) == []
 
 
+async def test_a_failing_store_is_503_and_changes_nothing(api: Api) -> None:
+    folder = await _folder(api)
+    url = f"{FOLDERS}/{folder}/files/attachment"
+    await _put(api, url, b"old")
+    staging = _store(api).root / "tmp"
+    staging.rmdir()
+    staging.write_bytes(b"")  # a file where the staging directory should be
+    try:
+        response = await _put(api, url, b"new")
+    finally:
+        staging.unlink()
+        staging.mkdir()
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "30"
+    assert (await _get(api, url)).content == b"old"
+
+
 # --- rights -------------------------------------------------------------------------------
 
 
