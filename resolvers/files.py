@@ -70,6 +70,7 @@ _MAX_CONTENT_TYPE = 255
 _MAX_NAME = 255
 _MEDIA_NAME = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
 _MEDIA_TYPE = re.compile(rf"{_MEDIA_NAME}/{_MEDIA_NAME}")
+_CHARSET = re.compile(r';\s*charset="?([A-Za-z0-9_.:-]{1,40})"?\s*(?:;|$)', re.IGNORECASE)
 _log = logging.getLogger("gateway.files")
 
 
@@ -144,7 +145,10 @@ def file_url(type_name: str, record_id: int, property_name: str) -> str:
 
 
 def media_type(raw: str | None) -> str:
-    """The media type of a `Content-Type` value, lower case, without parameters."""
+    """The media type of a `Content-Type` value, lower case, without parameters.
+
+    The allow-list is checked against it; only a `charset` parameter is stored with it.
+    """
     if raw is None or not raw.strip():
         return DEFAULT_CONTENT_TYPE
     essence = raw.split(";", 1)[0].strip().lower()
@@ -154,6 +158,12 @@ def media_type(raw: str | None) -> str:
             [FieldError("Content-Type", "a media type like 'application/pdf'")],
         )
     return essence
+
+
+def _with_charset(essence: str, raw: str | None) -> str:
+    """The type as stored: its essence, and a text's `charset` if one was sent."""
+    found = _CHARSET.search(raw or "")
+    return f"{essence}; charset={found[1].lower()}" if found else essence
 
 
 def accepts(prop: Property, content_type: str) -> bool:
@@ -242,7 +252,8 @@ async def _accept(services: Services, prop: Property, upload: Upload) -> Accepte
         staged = await storage.store.stage(upload.chunks, limit=limit)
     except OSError as exc:
         raise _store_failed(exc) from exc
-    return Accepted(prop, staged, safe_name(upload.name, prop.name), content_type)
+    stored_type = _with_charset(content_type, upload.content_type)
+    return Accepted(prop, staged, safe_name(upload.name, prop.name), stored_type)
 
 
 async def discard(services: Services, accepted: Iterable[Accepted]) -> None:

@@ -537,6 +537,7 @@ async def _file_response(
 ) -> Response[Any]:
     etag = f'"{stored.sha256}"'
     headers = {
+        "Content-Type": stored.content_type,  # as stored: Litestar would add a charset
         "ETag": etag,
         "Accept-Ranges": "bytes",
         "Cache-Control": _CACHE_CONTROL,
