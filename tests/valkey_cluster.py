@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +74,16 @@ def _port(taken: set[int]) -> int:
             return port
 
 
-def start_cluster(data_dir: Path, nodes: int = 3) -> tuple[LocalCluster, list[ValkeyServer]]:
-    """Start `nodes` primaries sharing the slots evenly; the caller stops the servers."""
+def start_cluster(
+    data_dir: Path,
+    nodes: int = 3,
+    *,
+    before_forming: Callable[[LocalCluster], None] | None = None,
+) -> tuple[LocalCluster, list[ValkeyServer]]:
+    """Start `nodes` primaries sharing the slots evenly; the caller stops the servers.
+
+    `before_forming` may configure the started nodes (`CONFIG SET`) before they meet.
+    """
     servers: list[ValkeyServer] = []
     taken: set[int] = set()
     try:
@@ -83,6 +91,8 @@ def start_cluster(data_dir: Path, nodes: int = 3) -> tuple[LocalCluster, list[Va
             # One at a time: those started before a failure are stopped below.
             servers.append(_start_node(data_dir / f"node{index}", taken))  # noqa: PERF401
         cluster = LocalCluster(ports=tuple(server.port for server in servers))
+        if before_forming is not None:
+            before_forming(cluster)
         _form(cluster)
     except BaseException:
         for server in servers:
