@@ -144,7 +144,7 @@ _DOWNLOAD_RESPONSES = {
         data_container=None,
         description="Not modified: `If-None-Match` names the current ETag (empty body).",
     ),
-    **problems(400, 401, 403, 404, 416),
+    **problems(400, 401, 403, 404, 416, 503),
 }
 
 
@@ -491,7 +491,7 @@ def _handlers(type_name: str, prop: Property, max_upload_bytes: int) -> list[Any
             status_code=200,
             request_max_body_size=max_upload_bytes + _MULTIPART_OVERHEAD,
             operation_class=_upload_operation(prop),
-            responses=problems(400, 401, 403, 404, 413, 415, 422),
+            responses=problems(400, 401, 403, 404, 413, 415, 422, 503),
         )(upload),
         get(
             path,
