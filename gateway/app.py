@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -13,6 +14,7 @@ from litestar.di import Provide
 
 from gateway.runtime import open_services
 from gateway.settings import Settings
+from resolvers.metrics import GatewayMetrics
 from resolvers.services import Services
 from resolvers.storage import build_schema
 from resolvers.tenant import Permission, Tenant, load_tenant
@@ -20,6 +22,8 @@ from rest.edge import GatewayApp
 from rest.errors import EXCEPTION_HANDLERS
 from rest.health import HealthController
 from rest.manage import ManageController
+from rest.metrics import metrics_route
+from rest.observability import Observer
 from rest.openapi import docs, openapi_config
 from rest.v1 import v1_router
 from schema.http import create_graphql_controller
@@ -29,30 +33,42 @@ __all__ = ["create_app", "graphql_limits"]
 
 
 def create_app(
-    settings: Settings, *, tenant: Tenant | None = None, freeze_gc: bool = False
+    settings: Settings,
+    *,
+    tenant: Tenant | None = None,
+    freeze_gc: bool = False,
+    metrics_dir: Path | None = None,
 ) -> Litestar:
     """Build the ASGI app; the tenant file is read and validated here, before serving.
 
     `freeze_gc` (for server processes, not tests that build many apps) moves everything
     built at start out of the garbage collector's reach once the app is up.
+    `metrics_dir`: where the workers of one `gateway serve --workers N` pool their metrics.
     """
     tenant = tenant or load_tenant(settings.tenant_file)
     schema = build_schema(tenant)
+    metrics = GatewayMetrics(metrics_dir)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_services(settings, tenant, schema) as services:
+        app.state.metrics = metrics
+        async with open_services(settings, tenant, schema, metrics=metrics) as services:
             app.state.services = services
             if freeze_gc:
                 # What exists now lives as long as the process: keep it out of the
                 # collector's generations, which otherwise rescan it on every full pass.
                 gc.collect()
                 gc.freeze()
-            yield
+            try:
+                yield
+            finally:
+                metrics.close()
 
     return GatewayApp(
+        observer=Observer(metrics, access_log=settings.observability.access_log),
         route_handlers=[
             HealthController,
+            metrics_route(settings.observability.metrics),
             ManageController,
             docs,
             v1_router(
@@ -74,8 +90,14 @@ def create_app(
         cors_config=(
             CORSConfig(
                 allow_origins=list(settings.security.cors_origins),
-                allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-None-Match"],
-                expose_headers=["ETag", "X-Cache", "Retry-After"],
+                allow_headers=[
+                    "Authorization",
+                    "X-API-Key",
+                    "Content-Type",
+                    "If-None-Match",
+                    "X-Request-ID",
+                ],
+                expose_headers=["ETag", "X-Cache", "Retry-After", "X-Request-ID"],
             )
             if settings.security.cors_origins
             else None

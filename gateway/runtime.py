@@ -14,12 +14,14 @@ from valkey.asyncio import Valkey
 from valkey.asyncio.cluster import ValkeyCluster
 
 from gateway.embedded import start_embedded_valkey
+from gateway.logs import JsonFormatter, TextFormatter
 from gateway.settings import Settings, ValkeySettings
 from resolvers.batching import BatchedReads, ValkeyClient
 from resolvers.blobs import local_file_storage
 from resolvers.cache import ResponseCache
 from resolvers.commands import CommandRegistry, load_commands
 from resolvers.errors import TenantFileError
+from resolvers.metrics import GatewayMetrics
 from resolvers.migrate import apply_plan
 from resolvers.notify import build_notifiers
 from resolvers.passwords import Passwords
@@ -43,12 +45,12 @@ _QUIET = {
 
 
 def configure_logging(settings: Settings) -> None:
-    """Log to stderr at the configured level; libraries that would log secrets, quieter."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log to stderr at the configured level, as text or JSON lines (`GATEWAY_LOG_FORMAT`);
+    libraries that would log secrets, quieter."""
+    handler = logging.StreamHandler(sys.stderr)
+    json_lines = settings.observability.log_format == "json"
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     for name, level in _QUIET.items():
         logging.getLogger(name).setLevel(max(level, logging.getLogger().level))
 
@@ -60,6 +62,7 @@ async def open_services(
     schema: Schema | None = None,
     *,
     migrate: bool | None = None,
+    metrics: GatewayMetrics | None = None,
     commands: CommandRegistry | None = None,
 ) -> AsyncIterator[Services]:
     """Open the engine and Valkey (embedded when no URL is set); close both on the way out.
@@ -83,7 +86,10 @@ async def open_services(
         settings.database.url,
         pool_size=settings.database.pool_size,
         pool_timeout=settings.database.pool_timeout,
+        statement_timeout=settings.database.statement_timeout,
     )
+    if metrics is not None:
+        metrics.watch_pool(engine)
     valkey = connect_valkey(settings.valkey, valkey_url)
     try:
         if settings.auto_migrate if migrate is None else migrate:
@@ -117,6 +123,7 @@ async def open_services(
                 engine=writer(engine),
                 outbox_table=schema.system.outbox,
                 clock=utc_now,
+                observe=None if metrics is None else metrics.delivery,
             ),
             challenges=_challenge_policy(settings),
             files=await local_file_storage(

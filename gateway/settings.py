@@ -22,6 +22,8 @@ __all__ = [
     "AdminSettings",
     "DatabaseSettings",
     "FileSettings",
+    "MetricsAccess",
+    "ObservabilitySettings",
     "SecuritySettings",
     "ServerSettings",
     "Settings",
@@ -46,7 +48,9 @@ class DatabaseSettings:
     pool_size: int = 10
     """Connections kept open per worker (PostgreSQL)."""
     pool_timeout: float = 5.0
-    """Seconds to wait for a free connection before answering 503."""
+    """Seconds to wait for a free connection (and to open one) before answering 503."""
+    statement_timeout: float = 30.0
+    """PostgreSQL's `statement_timeout` in seconds (0: none); SQLite has no equivalent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,22 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    shutdown_grace: float = 10.0
+    """Seconds a worker gets on SIGTERM to finish in-flight requests before it is killed."""
+
+
+MetricsAccess = Literal["local", "key", "open", "off"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilitySettings:
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as text, or as one JSON object each (for log shippers)."""
+    access_log: bool = True
+    """One line per request on the `gateway.access` logger."""
+    metrics: MetricsAccess = "local"
+    """Who may read `/metrics`: `local` (loopback open, else a key with `manageCache`),
+    `key` (always that key), `open` (anyone), `off` (404)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +161,7 @@ class Settings:
     security: SecuritySettings = SecuritySettings()
     accounts: AccountSettings = AccountSettings()
     graphql: GraphQLSettings = GraphQLSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     files: FileSettings = FileSettings()
     password_profile: PasswordProfile = "rfc9106_low_memory"  # noqa: S105 - a profile name
     auto_migrate: bool = True
@@ -160,12 +181,16 @@ class Settings:
                 ),
                 pool_size=reader.integer("GATEWAY_DB_POOL_SIZE", 10, low=1, high=500),
                 pool_timeout=reader.number("GATEWAY_DB_POOL_TIMEOUT", 5.0, low=0.1, high=300),
+                statement_timeout=reader.number(
+                    "GATEWAY_DB_STATEMENT_TIMEOUT", 30.0, low=0, high=86_400
+                ),
             ),
             valkey=_valkey_settings(reader),
             server=ServerSettings(
                 host=reader.text("GATEWAY_HOST", "127.0.0.1"),
                 port=reader.integer("GATEWAY_PORT", 8000, low=1, high=65535),
                 workers=reader.integer("GATEWAY_WORKERS", 1, low=1, high=64),
+                shutdown_grace=reader.number("GATEWAY_SHUTDOWN_GRACE", 10.0, low=0.1, high=3600),
             ),
             admin=AdminSettings(
                 login=reader.text("GATEWAY_ADMIN_LOGIN", "admin"),
@@ -229,6 +254,11 @@ class Settings:
                     "GATEWAY_MAX_UPLOAD_BYTES", 25 * 1024 * 1024, low=1, high=2**40
                 ),
             ),
+            observability=ObservabilitySettings(
+                log_format=reader.choice("GATEWAY_LOG_FORMAT", "text", ("text", "json")),
+                access_log=reader.flag("GATEWAY_ACCESS_LOG", default=True),
+                metrics=reader.choice("GATEWAY_METRICS", "local", ("local", "key", "open", "off")),
+            ),
             password_profile=reader.choice(
                 "GATEWAY_PASSWORD_PROFILE", "rfc9106_low_memory", ("rfc9106_low_memory", "test")
             ),
@@ -258,7 +288,16 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
         "`sqlite+aiosqlite:///path` or `postgresql+asyncpg://user:pw@host/db`.",
     ),
     ("GATEWAY_DB_POOL_SIZE", "10", "Database connections per worker (PostgreSQL)."),
-    ("GATEWAY_DB_POOL_TIMEOUT", "5", "Seconds to wait for a pooled connection."),
+    (
+        "GATEWAY_DB_POOL_TIMEOUT",
+        "5",
+        "Seconds to wait for a pooled connection (and to open one); then 503 with Retry-After.",
+    ),
+    (
+        "GATEWAY_DB_STATEMENT_TIMEOUT",
+        "30",
+        "PostgreSQL `statement_timeout` in seconds (0: none); then 503. Not applied to SQLite.",
+    ),
     (
         "GATEWAY_VALKEY_URL",
         "embedded",
@@ -287,6 +326,11 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("GATEWAY_HOST", "127.0.0.1", "Listen address of `gateway serve` (`--host` wins)."),
     ("GATEWAY_PORT", "8000", "Listen port of `gateway serve` (`--port` wins)."),
     ("GATEWAY_WORKERS", "1", "Worker processes of `gateway serve` (`--workers` wins)."),
+    (
+        "GATEWAY_SHUTDOWN_GRACE",
+        "10",
+        "Seconds `gateway serve` lets in-flight requests finish after SIGTERM.",
+    ),
     ("GATEWAY_ADMIN_LOGIN", "admin", "Login of the admin created on first start."),
     ("GATEWAY_ADMIN_PASSWORD", "generated", "Its password; unset: generated and printed once."),
     (
@@ -392,6 +436,13 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ),
     ("GATEWAY_AUTO_MIGRATE", "true", "`serve` applies additive tenant-file changes at start."),
     ("GATEWAY_LOG_LEVEL", "info", "debug, info, warning or error."),
+    ("GATEWAY_LOG_FORMAT", "text", "`text`, or `json`: one JSON object per line."),
+    ("GATEWAY_ACCESS_LOG", "true", "One `gateway.access` line per request (see Observability)."),
+    (
+        "GATEWAY_METRICS",
+        "local",
+        "`/metrics`: `local` (open on loopback, else a `manageCache` key), `key`, `open`, `off`.",
+    ),
 )
 
 

@@ -276,15 +276,24 @@ class OutboxNotifier:
 
 @dataclass(frozen=True, slots=True)
 class Notifiers:
-    """The notifier for each channel."""
+    """The notifier for each channel; `observe(channel, outcome)` hears every send's outcome
+    (`delivered` or `failed`)."""
 
     email: Notifier
     sms: Notifier
+    observe: Callable[[str, str], None] | None = None
 
     async def send(self, message: Message) -> None:
         """Send through the message's channel; raises DeliveryFailed."""
         notifier = self.email if message.channel == "email" else self.sms
-        await notifier.send(message)
+        try:
+            await notifier.send(message)
+        except DeliveryFailed:
+            if self.observe is not None:
+                self.observe(message.channel, "failed")
+            raise
+        if self.observe is not None:
+            self.observe(message.channel, "delivered")
 
     async def aclose(self) -> None:
         """Release what the notifiers hold (the webhook's HTTP client)."""
@@ -301,6 +310,7 @@ def build_notifiers(
     engine: AsyncEngine,
     outbox_table: Table,
     clock: Callable[[], dt.datetime],
+    observe: Callable[[str, str], None] | None = None,
 ) -> Notifiers:
     """SMTP and the webhook where their URLs are set; the outbox for a channel without one.
 
@@ -310,4 +320,5 @@ def build_notifiers(
     return Notifiers(
         email=SmtpNotifier(smtp_url, smtp_sender) if smtp_url else outbox,
         sms=WebhookSmsNotifier(sms_webhook_url) if sms_webhook_url else outbox,
+        observe=observe,
     )

@@ -433,16 +433,37 @@ def _system_tables(metadata: MetaData) -> SystemTables:
     )
 
 
-def create_engine(url: str | URL, *, pool_size: int = 10, pool_timeout: float = 5.0) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+def create_engine(
+    url: str | URL,
+    *,
+    pool_size: int = 10,
+    pool_timeout: float = 5.0,
+    statement_timeout: float = 0.0,
+) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection.
+
+    On PostgreSQL `pool_timeout` bounds both waiting for a pooled connection and opening
+    one, and `statement_timeout` (seconds, 0: none) is set on every session, so a request
+    caught by a database outage fails fast (see `resolvers.outages`). No pre-ping: it costs
+    a round trip per checkout; a connection found dead invalidates the whole pool instead.
+    """
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    connect_args: dict[str, Any] = {"timeout": pool_timeout}
+    if statement_timeout > 0:
+        milliseconds = str(max(1, round(statement_timeout * 1000)))
+        connect_args["server_settings"] = {"statement_timeout": milliseconds}
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, pool_pre_ping=False
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=False,
+        connect_args=connect_args,
     )
 
 

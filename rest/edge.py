@@ -6,7 +6,8 @@ documented alias `POST /api/v1/collections/{T}/search`; the original method stay
 the scope as `jgw.method`.
 
 The app also installs `ApiDocumentation`, which makes the OpenAPI document describe
-the API as it answers (see `rest.openapi`).
+the API as it answers (see `rest.openapi`), and, given an `observer`, runs every HTTP
+request through it (request id, access log, metrics: see `rest.observability`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
+from rest.observability import Observer
 from rest.openapi import ApiDocumentation
 
 __all__ = ["GatewayApp"]
@@ -24,9 +26,10 @@ _COLLECTIONS = "/api/v1/collections/"
 
 
 class GatewayApp(Litestar):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, observer: Observer | None = None, **kwargs: Any) -> None:
         kwargs["plugins"] = [*(kwargs.get("plugins") or ()), ApiDocumentation()]
         super().__init__(*args, **kwargs)
+        self._observer = observer
 
     async def __call__(
         self,
@@ -46,4 +49,7 @@ class GatewayApp(Litestar):
                     "raw_path": f"{path}/search".encode(),
                     "jgw.method": "SEARCH",
                 }
+        if self._observer is not None and raw["type"] == "http":
+            await self._observer(super().__call__, raw, receive, send)  # type: ignore[arg-type]
+            return
         await super().__call__(raw, receive, send)  # type: ignore[arg-type]

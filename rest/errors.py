@@ -11,6 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import SQLAlchemyError
 
 from resolvers.errors import (
     Conflict,
@@ -26,6 +27,7 @@ from resolvers.errors import (
     Unavailable,
     UnsupportedType,
 )
+from resolvers.outages import as_unavailable
 
 __all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "PROBLEM_STATUSES", "problem"]
 
@@ -144,8 +146,24 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
     )
 
 
+def _outage_or_unexpected(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    """Database errors (and the socket errors of opening a connection): 503 for an outage."""
+    unavailable = as_unavailable(exc)
+    if unavailable is None:
+        return _unexpected(request, exc)
+    # One line per request caught in an outage, without a traceback: it is not a bug.
+    _log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return _gateway_error(request, unavailable)
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     GatewayError: _gateway_error,
     HTTPException: _http_error,
+    SQLAlchemyError: _outage_or_unexpected,
+    OSError: _outage_or_unexpected,
     Exception: _unexpected,
 }

@@ -4,6 +4,7 @@ A `resolvers.errors.GatewayError` raised by a field becomes one GraphQL error wh
 `message` is its detail and whose `extensions` carry `code` (the REST problem's code),
 `errors` (the field errors of `Invalid`, or the property of a `Conflict`),
 `challenge_id` (`DeliveryFailed`) and `retry_after` (`RateLimited`, `Unavailable`).
+A database outage (`resolvers.outages`) is answered as `Unavailable`, as over REST.
 Anything else a field raises is logged and masked as "Unexpected error."; GraphQL's own
 errors (syntax, validation, variable coercion) pass unchanged.
 """
@@ -27,6 +28,7 @@ from resolvers.errors import (
     RateLimited,
     Unavailable,
 )
+from resolvers.outages import as_unavailable, is_outage
 from schema.context import GraphQLContext
 
 __all__ = ["GatewayErrors", "GatewaySchema", "extensions_of", "masked_errors", "unexpected"]
@@ -54,6 +56,7 @@ def unexpected(error: GraphQLError) -> bool:
         original is not None
         and error.path is not None
         and not isinstance(original, GatewayError | GraphQLError)
+        and not is_outage(original)
     )
 
 
@@ -78,6 +81,8 @@ class GatewayErrors(SchemaExtension):
 
 def _mapped(error: GraphQLError) -> GraphQLError:
     original = error.original_error
+    if original is not None and not isinstance(original, GatewayError):
+        original = as_unavailable(original) or original
     if not isinstance(original, GatewayError):
         return error
     return GraphQLError(

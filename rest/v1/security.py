@@ -19,6 +19,7 @@ from litestar.exceptions import ClientException
 from resolvers.auth import authenticate
 from resolvers.principal import Principal
 from resolvers.services import Services
+from rest.observability import note_user
 
 __all__ = [
     "client_address",
@@ -53,7 +54,9 @@ async def provide_principal(
 ) -> Principal:
     # Depending on `services` puts the two in sequence: Litestar resolves dependencies
     # of one level concurrently, in a task group that costs more than the key check.
-    return await authenticate(services, presented_key(request.scope["headers"]))
+    principal = await authenticate(services, presented_key(request.scope["headers"]))
+    note_user(principal.user_id)
+    return principal
 
 
 async def refuse_keys_in_query(request: Request[Any, Any, Any]) -> None:

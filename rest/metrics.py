@@ -1,0 +1,62 @@
+"""`GET /metrics`: the Prometheus text format, for whom `GATEWAY_METRICS` allows.
+
+`local` (the default): open to a loopback peer that forwards nobody, else a key with
+`manageCache`; `key`: always that key; `open`: anyone; `off`: 404.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+
+from resolvers.auth import authenticate
+from resolvers.errors import Forbidden, NotFound
+from resolvers.metrics import CONTENT_TYPE, GatewayMetrics
+from resolvers.services import Services
+from resolvers.tenant import Permission
+from rest.observability import note_user
+from rest.v1.security import presented_key
+
+__all__ = ["metrics_route"]
+
+_FORWARDED = frozenset({b"forwarded", b"x-forwarded-for", b"x-real-ip"})
+
+
+def metrics_route(access: str) -> Any:
+    """`GET /metrics` for the `GATEWAY_METRICS` mode (`local`, `key`, `open`, `off`)."""
+
+    @get("/metrics", include_in_schema=False)
+    async def metrics(
+        request: Request[Any, Any, Any], services: NamedDependency[Services]
+    ) -> Response[bytes]:
+        if access == "off":
+            raise NotFound("no such route")
+        if access == "key" or (access == "local" and not _local(request)):
+            principal = await authenticate(services, presented_key(request.scope["headers"]))
+            note_user(principal.user_id)
+            if not principal.has(Permission.MANAGE_CACHE):
+                raise Forbidden("reading metrics requires the manageCache permission")
+        gateway_metrics: GatewayMetrics = request.app.state.metrics
+        return Response(
+            gateway_metrics.exposition(),
+            media_type=CONTENT_TYPE,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return metrics
+
+
+def _local(request: Request[Any, Any, Any]) -> bool:
+    """A loopback peer that forwards nobody (a proxy on this host forwards the world)."""
+    if any(name in _FORWARDED for name, _ in request.scope["headers"]):
+        return False
+    client = request.scope.get("client")
+    if not client:
+        return False
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
