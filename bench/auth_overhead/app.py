@@ -18,6 +18,7 @@ from litestar import Litestar, Router, get
 from litestar.di import Provide
 
 from gateway.app import create_app
+from gateway.runtime import configure_logging
 from gateway.settings import Settings
 from resolvers.principal import Principal
 from rest.v1.security import private_responses, provide_principal, refuse_keys_in_query
@@ -53,5 +54,8 @@ def build(settings: Settings) -> Litestar:
 
 
 def create_bench_app() -> Litestar:
-    """Factory for granian: settings from the environment, like `gateway serve`."""
-    return build(Settings.from_env(os.environ))
+    """Factory for granian: settings (and logging) from the environment, like
+    `gateway.asgi:app_from_env`."""
+    settings = Settings.from_env(os.environ)
+    configure_logging(settings)
+    return build(settings)
