@@ -12,7 +12,10 @@ commits, and snapshots are only ever stored where no entry exists (`SET NX`), so
 request that read the old state cannot store it over the tombstone; the
 validity window and expiry are checked against the clock on every request; and with
 Valkey unreachable the check falls back to the database. A key that cannot be checked
-is never accepted.
+is never accepted. A snapshot carries the response cache's epoch, read before the
+database was: a process that saw Valkey fail (a tombstone that could not be written)
+bumps the epoch on its next successful call, so a Valkey that comes back with its data
+cannot serve a snapshot from before a change made while it was down.
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ class _Snapshot(msgspec.Struct, frozen=True):
     expires_at: dt.datetime | None
     revoked: bool
     user: UserState
+    epoch: int = 0
+    """The cache epoch read before the database was (`ResponseCache.epoch`)."""
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -133,12 +138,15 @@ async def authenticate(services: Services, raw_key: str | None) -> Principal:
     if match is None:
         raise Unauthenticated("missing or malformed API key")
     public_id, secret = match.groups()
-    cached = await _cached_snapshot(services, public_id)
+    cached, epoch = await _cached_snapshot(services, public_id)
     if cached is None:
-        loaded = await _load_snapshot(services, public_id)
+        loaded = await _load_snapshot(services, public_id, epoch or 0)
         if loaded is None:
             raise Unauthenticated("unknown API key")
-        cached = _decoded(services, await _store_snapshot(services, public_id, loaded))
+        if epoch is None:  # Valkey unreachable: nothing to store it in
+            cached = _decoded(services, _ENCODER.encode(loaded))
+        else:
+            cached = _decoded(services, await _store_snapshot(services, public_id, loaded))
     snapshot, principal = cached
     if not hmac.compare_digest(bytes.fromhex(snapshot.digest), _digest(secret)):
         raise Unauthenticated("unknown API key")
@@ -176,19 +184,28 @@ def _decoded(services: Services, raw: bytes) -> tuple[_Snapshot, Principal]:
 
 async def _cached_snapshot(
     services: Services, public_id: str
-) -> tuple[_Snapshot, Principal] | None:
-    """The cached snapshot, decoded (memoised by its bytes), or None on any miss."""
+) -> tuple[tuple[_Snapshot, Principal] | None, int | None]:
+    """The cached snapshot, decoded (memoised by its bytes), or None on any miss; and
+    the current epoch (None: Valkey unreachable)."""
     try:
-        raw = await services.reads.get(_cache_key(services, public_id))
+        await services.cache.recover()
+        raw, epoch = await services.reads.get_many(
+            [_cache_key(services, public_id), services.cache.epoch()]
+        )
     except CACHE_ERRORS:  # Valkey down: fall back to the database
+        services.cache.note_failure()
         _log.warning("auth cache unavailable; checking the key in the database")
-        return None
+        return None, None
+    current = int(epoch or 0)
     if raw is None or raw == _TOMBSTONE:
-        return None
+        return None, current
     try:
-        return _decoded(services, bytes(raw))
+        decoded = _decoded(services, bytes(raw))
     except msgspec.DecodeError:  # written by another version: treat as a miss
-        return None
+        return None, current
+    if decoded[0].epoch != current:  # from before Valkey was unreachable: maybe stale
+        return None, current
+    return decoded, current
 
 
 async def _store_snapshot(services: Services, public_id: str, snapshot: _Snapshot) -> bytes:
@@ -201,7 +218,7 @@ async def _store_snapshot(services: Services, public_id: str, snapshot: _Snapsho
     return raw
 
 
-async def _load_snapshot(services: Services, public_id: str) -> _Snapshot | None:
+async def _load_snapshot(services: Services, public_id: str, epoch: int) -> _Snapshot | None:
     system = services.schema.system
     keys, users = system.api_keys, system.users
     async with services.engine.connect() as conn:
@@ -228,6 +245,7 @@ async def _load_snapshot(services: Services, public_id: str) -> _Snapshot | None
         expires_at=row.expires_at,
         revoked=row.revoked_on is not None,
         user=user,
+        epoch=epoch,
     )
 
 
@@ -279,7 +297,9 @@ async def _evict(services: Services, public_ids: Sequence[str]) -> None:
             await pipe.execute()
     except CACHE_ERRORS:
         # Nothing cached can be served while Valkey is unreachable; if it comes back with
-        # the entry, SNAPSHOT_TTL bounds how long it can be. Say so loudly.
+        # the entry, this process's next successful call bumps the epoch, which the entry
+        # does not carry. Say so loudly.
+        services.cache.note_failure()
         _log.exception("could not evict %d key snapshot(s) from Valkey", len(public_ids))
 
 

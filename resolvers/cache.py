@@ -394,6 +394,17 @@ class ResponseCache:
             self._failures += 1
             _log.exception("could not bump cache generations for %s %s", type_name, record_id)
 
+    def note_failure(self) -> None:
+        """A Valkey call made elsewhere (an API-key snapshot's eviction) failed: this
+        process's next successful call bumps the epoch, as after a failed cache call."""
+        self._failures += 1
+
+    async def recover(self) -> None:
+        """Bump the epoch if calls failed since it was last bumped (raises while Valkey
+        is still unreachable)."""
+        if self._failures:
+            await self._recover()
+
     async def _recover(self) -> None:
         """After failed calls, bump the epoch (raising if Valkey is still unreachable).
 
