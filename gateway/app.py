@@ -21,12 +21,13 @@ from resolvers.tenant import Permission, Tenant, load_tenant
 from rest.edge import GatewayApp
 from rest.errors import EXCEPTION_HANDLERS
 from rest.health import HealthController
+from rest.hot_reads import HotReads
 from rest.manage import ManageController
 from rest.metrics import metrics_route
 from rest.observability import Observer
 from rest.openapi import docs, openapi_config
 from rest.v1 import v1_router
-from schema.http import create_graphql_controller
+from schema.http import create_graphql
 from schema.limits import Limits
 
 __all__ = ["create_app", "graphql_limits"]
@@ -38,16 +39,25 @@ def create_app(
     tenant: Tenant | None = None,
     freeze_gc: bool = False,
     metrics_dir: Path | None = None,
+    hot_reads: bool = True,
 ) -> Litestar:
     """Build the ASGI app; the tenant file is read and validated here, before serving.
 
     `freeze_gc` (for server processes, not tests that build many apps) moves everything
     built at start out of the garbage collector's reach once the app is up.
     `metrics_dir`: where the workers of one `gateway serve --workers N` pool their metrics.
+    `hot_reads=False` leaves every request to Litestar: none is answered at the edge
+    (`rest.hot_reads`, `schema.http.GraphQLEdge`; tests compare the two).
     """
     tenant = tenant or load_tenant(settings.tenant_file)
     schema = build_schema(tenant)
     metrics = GatewayMetrics(metrics_dir)
+    graphql = create_graphql(
+        tenant,
+        graphiql=settings.graphql.graphiql,
+        trusted_proxies=frozenset(settings.security.trusted_proxies),
+        limits=graphql_limits(settings),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -66,6 +76,7 @@ def create_app(
 
     return GatewayApp(
         observer=Observer(metrics, access_log=settings.observability.access_log),
+        hot=(HotReads(tenant), graphql.edge) if hot_reads else (),
         route_handlers=[
             HealthController,
             metrics_route(settings.observability.metrics),
@@ -76,12 +87,7 @@ def create_app(
                 trusted_proxies=frozenset(settings.security.trusted_proxies),
                 max_upload_bytes=settings.files.max_upload_bytes,
             ),
-            create_graphql_controller(
-                tenant,
-                graphiql=settings.graphql.graphiql,
-                trusted_proxies=frozenset(settings.security.trusted_proxies),
-                limits=graphql_limits(settings),
-            ),
+            graphql.controller,
         ],
         dependencies={"services": Provide(_provide_services, sync_to_thread=False)},
         lifespan=[lifespan],

@@ -17,8 +17,10 @@ from resolvers.cache import Cached
 
 __all__ = [
     "CACHED_HEADERS",
+    "CACHE_CONTROL",
     "NOT_MODIFIED",
     "cached_response",
+    "etag_matches",
     "not_modified",
     "wants_fresh",
 ]
@@ -26,7 +28,7 @@ __all__ = [
 _JSON = "application/json"
 # `private`: never stored by shared caches; `no-cache`: a browser or client-side cache
 # keeps it but revalidates with If-None-Match first (a 304 costs almost nothing).
-_CACHE_CONTROL = "private, no-cache"
+CACHE_CONTROL = "private, no-cache"
 
 CACHED_HEADERS = [
     # `value` only gives the documented header its (string) schema.
@@ -45,7 +47,7 @@ CACHED_HEADERS = [
     ),
     ResponseHeader(
         name="Cache-Control",
-        value=_CACHE_CONTROL,
+        value=CACHE_CONTROL,
         documentation_only=True,
         description="Private to the caller; revalidate with If-None-Match.",
     ),
@@ -72,13 +74,13 @@ def not_modified(request: Request[Any, Any, Any], etag: str) -> bool:
     """Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 §13.1.2 says)."""
     for name, value in request.scope["headers"]:
         if name == b"if-none-match":
-            return _matches(value.decode("latin-1"), etag)
+            return etag_matches(value.decode("latin-1"), etag)
     return False
 
 
 def cached_response(request: Request[Any, Any, Any], cached: Cached) -> Response[bytes]:
     """The body as JSON, or an empty 304 when the client already holds this ETag."""
-    headers = {"ETag": cached.etag, "X-Cache": cached.status, "Cache-Control": _CACHE_CONTROL}
+    headers = {"ETag": cached.etag, "X-Cache": cached.status, "Cache-Control": CACHE_CONTROL}
     if not_modified(request, cached.etag):
         return Response(content=b"", status_code=304, headers=headers)
     return Response(content=cached.body, media_type=_JSON, headers=headers)
@@ -88,7 +90,8 @@ def _has_directive(value: bytes, directive: bytes) -> bool:
     return any(part.strip().split(b"=", 1)[0].lower() == directive for part in value.split(b","))
 
 
-def _matches(header: str, etag: str) -> bool:
+def etag_matches(header: str, etag: str) -> bool:
+    """Whether an `If-None-Match` value names `etag` (weak comparison)."""
     if header.strip() == "*":
         return True
     return _opaque(etag) in {_opaque(tag) for tag in _tags(header)}

@@ -7,16 +7,21 @@ the scope as `jgw.method`.
 
 The app also installs `ApiDocumentation`, which makes the OpenAPI document describe
 the API as it answers (see `rest.openapi`), and, given an `observer`, runs every HTTP
-request through it (request id, access log, metrics: see `rest.observability`).
+request through it (request id, access log, metrics: see `rest.observability`). Given
+`hot` paths, it offers each HTTP request to them before Litestar routes it: cached
+collection reads (`rest.hot_reads`) and plain GraphQL reads (`schema.http`) are
+answered there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Litestar
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 
+from rest.hot_reads import HotPath
 from rest.observability import Observer
 from rest.openapi import ApiDocumentation
 
@@ -26,10 +31,17 @@ _COLLECTIONS = "/api/v1/collections/"
 
 
 class GatewayApp(Litestar):
-    def __init__(self, *args: Any, observer: Observer | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        observer: Observer | None = None,
+        hot: Sequence[HotPath] = (),
+        **kwargs: Any,
+    ) -> None:
         kwargs["plugins"] = [*(kwargs.get("plugins") or ()), ApiDocumentation()]
         super().__init__(*args, **kwargs)
         self._observer = observer
+        self.hot = tuple(hot)
 
     async def __call__(
         self,
@@ -49,7 +61,23 @@ class GatewayApp(Litestar):
                     "raw_path": f"{path}/search".encode(),
                     "jgw.method": "SEARCH",
                 }
-        if self._observer is not None and raw["type"] == "http":
-            await self._observer(super().__call__, raw, receive, send)  # type: ignore[arg-type]
+        if raw["type"] != "http":
+            await super().__call__(raw, receive, send)  # type: ignore[arg-type]
             return
-        await super().__call__(raw, receive, send)  # type: ignore[arg-type]
+        app = self._hot_or_routed if self.hot else super().__call__
+        if self._observer is not None:
+            await self._observer(app, raw, receive, send)  # type: ignore[arg-type]
+            return
+        await app(raw, receive, send)  # type: ignore[arg-type]
+
+    async def _hot_or_routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request answered by a hot path at the edge, or routed by Litestar."""
+        services = getattr(self.state, "services", None)  # none before start-up
+        if services is not None:
+            raw: dict[str, Any] = scope  # type: ignore[assignment]  # read as plain ASGI
+            for hot in self.hot:
+                left = await hot.answer(services, raw, receive, send)  # type: ignore[arg-type]
+                if left is None:
+                    return
+                receive = left  # type: ignore[assignment]
+        await super().__call__(scope, receive, send)

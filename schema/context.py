@@ -19,7 +19,7 @@ from resolvers.errors import Unauthenticated
 from resolvers.principal import Principal
 from resolvers.services import Services
 
-__all__ = ["GraphQLContext", "Record", "decode_records"]
+__all__ = ["GraphQLContext", "Record", "combined_status", "decode_records"]
 
 Record = dict[str, Any]
 """A record as REST renders it (decoded JSON); GraphQL fields read its keys."""
@@ -52,11 +52,7 @@ class GraphQLContext(msgspec.Struct, kw_only=True):
         return cached
 
     def cache_status(self) -> Status | None:
-        """BYPASS if any read bypassed the cache, else MISS if any missed, else HIT."""
-        for status in ("BYPASS", "MISS", "HIT"):
-            if status in self.cache_statuses:
-                return status
-        return None
+        return combined_status(self.cache_statuses)
 
     def loader(self, type_name: str) -> DataLoader[int, Record | None]:
         """Records of `type_name` by id, batched per event-loop turn into one list read."""
@@ -81,6 +77,14 @@ class GraphQLContext(msgspec.Struct, kw_only=True):
         )
         by_id = {r["id"]: r for r in decode_records(found.body)}
         return [by_id.get(i) for i in ids]
+
+
+def combined_status(statuses: list[Status]) -> Status | None:
+    """BYPASS if any read bypassed the cache, else MISS if any missed, else HIT."""
+    for status in ("BYPASS", "MISS", "HIT"):
+        if status in statuses:
+            return status
+    return None
 
 
 def decode_records(body: bytes) -> list[Record]:

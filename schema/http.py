@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -37,23 +37,27 @@ from strawberry.types.graphql import OperationType
 
 from resolvers.auth import authenticate
 from resolvers.cache import Cached, etag_for
+from resolvers.errors import GatewayError
 from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.tenant import Tenant
 from rest.caching import cached_response, not_modified, wants_fresh
 from rest.errors import problem
+from rest.hot_reads import Receive, Send
+from rest.observability import note_user
 from rest.v1.security import (
+    VARY,
     client_address,
     presented_key,
     private_responses,
     refuse_keys_in_query,
 )
 from schema.build import build_schema
-from schema.context import GraphQLContext
+from schema.context import GraphQLContext, combined_status
 from schema.limits import Limits, size_rules
 from schema.prepared import PreparedReads
 
-__all__ = ["GRAPHQL_PATH", "SDL_PATH", "create_graphql_controller"]
+__all__ = ["GRAPHQL_PATH", "SDL_PATH", "GraphQLEdge", "GraphQLTransport", "create_graphql"]
 
 GRAPHQL_PATH = "/graphql"
 SDL_PATH = "/schema.graphql"
@@ -85,14 +89,21 @@ class _Operation(msgspec.Struct, frozen=True):
     operation_name: str | None = None
 
 
-def create_graphql_controller(
+class GraphQLTransport(NamedTuple):
+    controller: type[Controller]
+    """`/graphql` and `/graphql/schema.graphql` on Litestar."""
+    edge: GraphQLEdge
+    """Plain reads POSTed to `/graphql`, answered before Litestar routes them."""
+
+
+def create_graphql(
     tenant: Tenant,
     *,
     graphiql: bool,
     trusted_proxies: frozenset[str] = frozenset(),
     limits: Limits | None = None,
-) -> type[Controller]:
-    """The `/graphql` controller for `tenant`; `graphiql` serves the IDE to browsers.
+) -> GraphQLTransport:
+    """`/graphql` for `tenant`; `graphiql` serves the IDE to browsers.
 
     `limits` (default: `Limits()`) bounds every operation and names who may introspect.
     """
@@ -153,6 +164,7 @@ def create_graphql_controller(
         request: Request[Any, Any, Any], services: Services, body: bytes | None
     ) -> Response[Any]:
         principal = await authenticate(services, presented_key(request.scope["headers"]))
+        note_user(principal.user_id)
         try:
             return await run(request, services, principal, _operation(request, body))
         except _BadRequest as exc:
@@ -193,7 +205,131 @@ def create_graphql_controller(
                 return Response(content=b"", status_code=304, headers=headers)
             return Response(content=sdl, media_type=_SDL_TYPE, headers=headers)
 
-    return GraphQL
+    return GraphQLTransport(GraphQL, GraphQLEdge(prepared))
+
+
+class GraphQLEdge:
+    """A plain read POSTed as JSON, answered at the ASGI edge (`rest.hot_reads.HotPath`).
+
+    What `graphql_post` would answer through `schema.prepared`, with its headers, minus
+    Litestar: for a request with a key, a JSON body of at most `max_body` bytes (with a
+    `Content-Length`), no cache directive and no `Origin`. Anything else, and anything
+    `PreparedReads` leaves to execution or any error, goes on to Litestar with the body
+    it read replayed.
+    """
+
+    def __init__(self, prepared: PreparedReads, *, max_body: int = 64 * 1024) -> None:
+        self._prepared = prepared
+        self._max_body = max_body
+        self.answered = 0
+        """Requests answered here (the rest went on to Litestar)."""
+
+    async def answer(
+        self, services: Services, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> Receive | None:
+        if scope["method"] != "POST" or scope["path"] != GRAPHQL_PATH:
+            return receive
+        length = _plain_json_post(scope["headers"], self._max_body)
+        if length is None:
+            return receive
+        body = await _read(receive, length)
+        if body is None:
+            return receive
+        replay = _replaying(body, receive)
+        key = presented_key(scope["headers"])
+        try:
+            operation = _operation_of(_DECODER.decode(body))
+            if key is None or operation is None:
+                return replay
+            principal = await authenticate(services, key)
+            answered = await self._prepared.answer(
+                services,
+                principal,
+                operation.query,
+                operation.operation_name,
+                operation.variables,
+                fresh=False,
+            )
+        except (msgspec.DecodeError, GatewayError):
+            return replay
+        if answered is None:
+            return replay
+        note_user(principal.user_id)
+        scope["path_template"] = GRAPHQL_PATH  # what the access log and metrics name
+        content, reads = answered
+        headers = [
+            (b"cache-control", b"no-store"),
+            (b"content-type", _JSON.encode()),
+            (b"content-length", str(len(content)).encode()),
+            (b"vary", VARY.encode()),
+        ]
+        status = combined_status([cached.status for cached in reads])
+        if status is not None:
+            headers.insert(1, (b"x-cache", status.encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+        self.answered += 1
+        return None
+
+
+def _plain_json_post(headers: list[tuple[bytes, bytes]], max_body: int) -> int | None:
+    """The declared length of a JSON body the edge may read, else None."""
+    length = None
+    json = False
+    for name, value in headers:
+        if name == b"content-length":
+            length = int(value) if value.isdigit() and len(value) < 10 else None
+        elif name == b"content-type":
+            json = value.split(b";", 1)[0].strip().lower() == b"application/json"
+        elif name in {b"cache-control", b"pragma", b"origin"}:
+            return None
+    if not json or length is None or length > max_body:
+        return None
+    return length
+
+
+async def _read(receive: Receive, length: int) -> bytes | None:
+    """The whole body, if it is exactly `length` bytes (else None: Litestar decides)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # a disconnect: nothing to answer
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > length:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if size == length else None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives `body` once, then whatever the server sends next."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _operation_of(document: object) -> _Operation | None:
+    if not isinstance(document, dict):
+        return None
+    query = document.get("query")
+    variables = document.get("variables")
+    name = document.get("operationName")
+    if not (isinstance(query, str) and query):
+        return None
+    if not isinstance(variables, dict | None) or not isinstance(name, str | None):
+        return None
+    return _Operation(query, variables, name)
 
 
 def _operation(request: Request[Any, Any, Any], body: bytes | None) -> _Operation:

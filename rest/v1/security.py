@@ -22,6 +22,8 @@ from resolvers.services import Services
 from rest.observability import note_user
 
 __all__ = [
+    "KEY_PARAMETERS",
+    "VARY",
     "client_address",
     "presented_key",
     "private_responses",
@@ -29,7 +31,10 @@ __all__ = [
     "refuse_keys_in_query",
 ]
 
-_KEY_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "access_token", "key"})
+KEY_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "access_token", "key"})
+"""Query parameter names refused outright (with any value starting `jgw_`)."""
+VARY = "Authorization, X-API-Key"
+"""The `Vary` of every API response: each is per key."""
 
 
 def presented_key(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -62,7 +67,7 @@ async def provide_principal(
 async def refuse_keys_in_query(request: Request[Any, Any, Any]) -> None:
     """Keys in URLs leak into logs and histories: refuse them outright (400)."""
     for name, value in request.query_params.items():
-        if name.lower() in _KEY_PARAMETERS or str(value).startswith("jgw_"):
+        if name.lower() in KEY_PARAMETERS or str(value).startswith("jgw_"):
             raise ClientException(
                 "API keys are not accepted in the query string; "
                 "send `Authorization: Bearer <key>` or `X-API-Key`."
@@ -84,5 +89,5 @@ def client_address(request: Request[Any, Any, Any], trusted_proxies: frozenset[s
 async def private_responses(response: Response[Any]) -> Response[Any]:
     """Responses to API requests are per key: never stored by shared caches."""
     response.headers.setdefault("Cache-Control", "no-store")
-    response.headers["Vary"] = "Authorization, X-API-Key"
+    response.headers["Vary"] = VARY
     return response

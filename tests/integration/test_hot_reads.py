@@ -1,0 +1,237 @@
+"""Reads answered at the ASGI edge (`rest.hot_reads`, `schema.http.GraphQLEdge`), on both
+backends.
+
+The same requests go to the app (`api`, hot reads on) and to a second app on the same
+database and Valkey built with `hot_reads=False`, where Litestar routes every request.
+Status, body and every header but `date` and `x-request-id` must be equal, and the
+edge must have answered exactly the requests it claims (`HotReads.answered`): cached
+gets and lists; never errors, bypasses, keys in the URL, CORS or audited types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from httpx import Response
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from gateway.app import create_app
+from rest.edge import GatewayApp
+from rest.hot_reads import HotReads
+from schema.http import GraphQLEdge
+from tests.conftest import Api
+from tests.integration.test_graphql import _create, _user
+
+COLLECTIONS = "/api/v1/collections"
+_VOLATILE = {"date", "x-request-id"}
+
+
+@pytest.fixture
+async def routed(api: Api) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A client of an app on `api`'s database and Valkey, without hot reads."""
+    async with AsyncTestClient(create_app(api.settings, hot_reads=False)) as client:
+        yield client
+
+
+def _hot(api: Api) -> HotReads:
+    assert isinstance(api.app, GatewayApp)
+    hot = api.app.hot[0]
+    assert isinstance(hot, HotReads)
+    return hot
+
+
+def _edge(api: Api) -> GraphQLEdge:
+    assert isinstance(api.app, GatewayApp)
+    edge = api.app.hot[1]
+    assert isinstance(edge, GraphQLEdge)
+    return edge
+
+
+def _comparable(response: Response) -> tuple[int, dict[str, str], bytes]:
+    headers = {k: v for k, v in response.headers.items() if k not in _VOLATILE}
+    return response.status_code, headers, response.content
+
+
+async def _same(
+    api: Api,
+    routed: AsyncTestClient[Litestar],
+    path: str,
+    *,
+    hot: bool,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """One request to both apps; the answers must match, and the edge answer iff `hot`."""
+    url = f"{COLLECTIONS}/{path}" + (f"?{query}" if query else "")
+    sent = headers or {}
+    await routed.get(url, headers=sent)  # the first may fill the cache: then both hit it
+    before = _hot(api).answered
+    answered = await api.client.get(url, headers=sent)
+    assert _hot(api).answered - before == (1 if hot else 0), (url, answered.text)
+    assert _comparable(answered) == _comparable(await routed.get(url, headers=sent)), url
+    return answered
+
+
+@pytest.fixture
+async def seeded(api: Api) -> dict[str, Any]:
+    ids = {}
+    for name, industry, employees in (
+        ("Acme", "retail", 50),
+        ("Élan", "public sector", 7),
+        ("Beta Co", "retail", 900),
+    ):
+        ids[name] = await _create(
+            api, "Company", {"name": name, "industry": industry, "employees": employees}
+        )
+    ids["deal"] = await _create(
+        api,
+        "Deal",
+        {"title": "Big", "company": ids["Acme"], "status": "open", "margin_percent": "3.5"},
+    )
+    ids["activity"] = await _create(
+        api, "Activity", {"subject": "Call", "kind": "call", "deal": ids["deal"]}
+    )
+    return ids
+
+
+async def test_cached_reads_are_answered_at_the_edge_exactly_as_routed(
+    api: Api, routed: AsyncTestClient[Litestar], seeded: dict[str, Any]
+) -> None:
+    auth = api.auth(api.admin_key)
+    acme = seeded["Acme"]
+    hot_requests = [
+        ("Company", ""),
+        ("Company", "_order=-employees&_limit=2&_count=1"),
+        ("Company", "_filter=industry+%3D+'retail'&_fields=name,employees"),
+        ("Company", "_filter=employees%20%3E%3D%2010&_hide=website&_offset=1"),
+        ("Company", "industry=retail&_order=name"),
+        ("Company", "name=%C3%89lan"),
+        (f"Company/{acme}", ""),
+        ("Deal", "status=open"),
+    ]
+    for path, query in hot_requests:
+        found = await _same(api, routed, path, hot=True, query=query, headers=auth)
+        assert found.status_code == 200, found.text
+        assert found.headers["x-cache"] == "HIT"
+    page = (
+        await api.client.get(f"{COLLECTIONS}/Company?_limit=1&_order=name", headers=auth)
+    ).json()
+    after = page["meta"]["next"]
+    await _same(
+        api, routed, "Company", hot=True, query=f"_limit=1&_order=name&_after={after}", headers=auth
+    )
+    # Revalidation: 304 for the ETag held, 200 for another.
+    etag = (await api.client.get(f"{COLLECTIONS}/Company/{acme}", headers=auth)).headers["etag"]
+    for held, status in ((etag, 304), ('"0000"', 200), (f'W/{etag}, "x"', 304)):
+        revalidated = await _same(
+            api, routed, f"Company/{acme}", hot=True, headers={**auth, "If-None-Match": held}
+        )
+        assert revalidated.status_code == status
+
+
+async def test_what_the_edge_leaves_to_litestar_is_answered_the_same(
+    api: Api, routed: AsyncTestClient[Litestar], seeded: dict[str, Any]
+) -> None:
+    auth = api.auth(api.admin_key)
+    _, reporter_key = await _user(api, "edge-reporter", "reporter")
+    reporter = api.auth(reporter_key)
+    acme = seeded["Acme"]
+    cold = [
+        # errors: a bad or missing key, a missing record, bad parameters, hidden fields
+        (f"Company/{acme}", "", {"Authorization": "Bearer jgw_0000000000000000_" + "x" * 43}),
+        (f"Company/{acme}", "", {}),
+        ("Company/999999", "", auth),
+        ("Company/0", "", auth),
+        ("Company/99999999999999999999", "", auth),
+        ("Company", "_limit=0", auth),
+        ("Company", "_limit=1001", auth),
+        ("Company", "_limit=abc", auth),
+        ("Company", "_limit=1&_limit=2", auth),
+        ("Company", "_filter=name+%3D", auth),
+        ("Company", "nope=1", auth),
+        ("Deal", "_fields=margin_percent", reporter),
+        ("Deal", "margin_percent=3.5", reporter),
+        # keys in the URL, bypasses, CORS, an audited type, other forms
+        ("Company", "api_key=secret", auth),
+        ("Company", "name=jgw_x", auth),
+        ("Company", "_noCache=1", auth),
+        (f"Company/{acme}", "", {**auth, "Cache-Control": "no-cache"}),
+        (f"Company/{acme}", "", {**auth, "Origin": "https://app.example"}),
+        (f"Activity/{seeded['activity']}", "", auth),
+        (f"Company/{acme}", "_noCache=0", auth),
+        ("Company/by/registration_no/none", "", auth),
+        ("Nope", "", auth),
+    ]
+    for path, query, headers in cold:
+        await _same(api, routed, path, hot=False, query=query, headers=headers)
+
+
+async def test_a_write_is_seen_by_the_next_edge_read(
+    api: Api, routed: AsyncTestClient[Litestar], seeded: dict[str, Any]
+) -> None:
+    auth = api.auth(api.admin_key)
+    acme = seeded["Acme"]
+    first = await _same(api, routed, f"Company/{acme}", hot=True, headers=auth)
+    listed = await _same(api, routed, "Company", hot=True, query="_order=name", headers=auth)
+    changed = await routed.patch(
+        f"{COLLECTIONS}/Company/{acme}", json={"name": "Acme 2"}, headers=auth
+    )
+    assert changed.status_code == 200, changed.text
+    again = await _same(api, routed, f"Company/{acme}", hot=True, headers=auth)
+    assert again.json()["data"]["name"] == "Acme 2"
+    assert again.headers["etag"] != first.headers["etag"]
+    relisted = await _same(api, routed, "Company", hot=True, query="_order=name", headers=auth)
+    assert relisted.json() != listed.json()
+
+
+async def _same_graphql(
+    api: Api,
+    routed: AsyncTestClient[Litestar],
+    content: bytes,
+    *,
+    hot: bool,
+    headers: dict[str, str],
+) -> Response:
+    sent = {"Content-Type": "application/json", **headers}
+    await routed.post("/graphql", content=content, headers=sent)
+    before = _edge(api).answered
+    answered = await api.client.post("/graphql", content=content, headers=sent)
+    assert _edge(api).answered - before == (1 if hot else 0), (content, answered.text)
+    again = await routed.post("/graphql", content=content, headers=sent)
+    assert _comparable(answered) == _comparable(again), content
+    return answered
+
+
+async def test_plain_graphql_reads_are_answered_at_the_edge_exactly_as_routed(
+    api: Api, routed: AsyncTestClient[Litestar], seeded: dict[str, Any]
+) -> None:
+    auth = api.auth(api.admin_key)
+    _, reporter_key = await _user(api, "edge-reporter2", "reporter")
+    acme = seeded["Acme"]
+    hot = [
+        '{"query": "{ companies(order: [{field: name}]) { items { id name industry } } }"}',
+        '{"query": "query C($id: BigInt!) { company(id: $id) { id name } }", '
+        f'"variables": {{"id": {acme}}}, "operationName": "C"}}',
+        '{"query": "{ deal(id: 999999) { id } }"}',
+    ]
+    for content in hot:
+        found = await _same_graphql(api, routed, content.encode(), hot=True, headers=auth)
+        assert found.status_code == 200
+        assert "errors" not in found.json()
+    cold = [
+        ('{"query": "{ companies { items { id } } }"}', {}),
+        ('{"query": "{ companies { items { id } } }"}', {"Authorization": "Bearer nope"}),
+        ('{"query": "{ deals { items { margin_percent } } }"}', api.auth(reporter_key)),
+        ('{"query": "{ companies { items { ...F } } } fragment F on Company { id }"}', auth),
+        ('{"query": "mutation { deleteCompany(id: 999999) }"}', auth),
+        ('[{"query": "{ companies { total } }"}]', auth),
+        ('{"query": 1}', auth),
+        ("{not json", auth),
+        ('{"query": "{ companies { items { id } } }"}', {**auth, "Cache-Control": "no-cache"}),
+        ('{"query": "{ companies { items { id } } }"}', {**auth, "Origin": "https://a.example"}),
+    ]
+    for content, headers in cold:
+        await _same_graphql(api, routed, content.encode(), hot=False, headers=headers)
