@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +32,8 @@ from schema.http import create_graphql
 from schema.limits import Limits
 
 __all__ = ["create_app", "graphql_limits"]
+
+_log = logging.getLogger("gateway")
 
 
 def create_app(
@@ -73,6 +76,7 @@ def create_app(
                 yield
             finally:
                 metrics.close()
+        _log.info("stopped: database pool and Valkey client closed")
 
     return GatewayApp(
         observer=Observer(metrics, access_log=settings.observability.access_log),

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import os
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -25,9 +27,10 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from gateway.embedded import start_embedded_valkey
 from gateway.runtime import configure_logging, open_services
-from gateway.settings import ServerSettings, Settings, SettingsError
+from gateway.settings import Settings, SettingsError
 from resolvers import auth, cache_admin, users
 from resolvers.errors import Conflict, GatewayError, Invalid, TenantFileError
+from resolvers.metrics import MULTIPROC_DIR
 from resolvers.migrate import DestructiveMigrationRefused, apply_plan, plan_migration
 from resolvers.principal import Principal, system_principal
 from resolvers.services import CACHE_ERRORS, Services
@@ -128,7 +131,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     started = time.monotonic()
     settings = _settings()
-    server = ServerSettings(
+    server = replace(
+        settings.server,
         host=host or settings.server.host,
         port=port or settings.server.port,
         workers=workers or settings.server.workers,
@@ -147,6 +151,13 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             _embedded_file(settings).write_text(str(embedded.connection_url))
         _run(settings, lambda s: _initialise(s, settings), migrate=settings.auto_migrate)
         os.environ["GATEWAY_AUTO_MIGRATE"] = "false"  # done once here, not in every worker
+        if server.workers > 1:
+            # Every worker writes its metrics here and /metrics sums them (prometheus_client's
+            # multiprocess mode); a fresh directory per start, so no dead worker counts.
+            metrics_dir = settings.data_dir / "metrics"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ[MULTIPROC_DIR] = str(metrics_dir)
         click.echo(
             f"Jetstack Gateway on http://{server.host}:{server.port} "
             f"({server.workers} worker(s), prepared in {time.monotonic() - started:.2f} s)"
@@ -160,6 +171,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
             interface=Interfaces.ASGI,
             loop=Loops.auto,
             log_access=False,
+            # SIGTERM: stop accepting, let in-flight requests finish, then kill what is left.
+            workers_kill_timeout=math.ceil(server.shutdown_grace),
         ).serve()
     finally:
         if embedded is not None:

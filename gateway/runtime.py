@@ -50,7 +50,8 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     json_lines = settings.observability.log_format == "json"
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
-    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    # `force`: Litestar configures the root logger when an app is built; ours wins.
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler], force=True)
     for name, level in _QUIET.items():
         logging.getLogger(name).setLevel(max(level, logging.getLogger().level))
 

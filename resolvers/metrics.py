@@ -34,9 +34,11 @@ from prometheus_client import (
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["CACHE_OUTCOMES", "CONTENT_TYPE", "GatewayMetrics"]
+__all__ = ["CACHE_OUTCOMES", "CONTENT_TYPE", "MULTIPROC_DIR", "GatewayMetrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+"""Set by `gateway serve --workers N` (N > 1): the directory where workers pool metrics."""
 CACHE_OUTCOMES = ("hit", "miss", "bypass", "revalidated")
 
 # Cached reads take a fraction of a millisecond; the default buckets start at 5 ms.
