@@ -13,7 +13,7 @@ import base64
 import binascii
 import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -304,7 +304,8 @@ async def list_in(
     total = None
     if query.count:
         total = await conn.scalar(select(func.count()).select_from(table).where(where))
-    data = [_render(services, principal, shown, row, children) for row in rows]
+    render = _renderer(services, principal, shown)
+    data = [render(row, children) for row in rows]
     cursor = _encode_cursor(order, rows[-1]) if more and rows else None
     return Page(data=data, limit=query.limit, offset=query.offset, total=total, next=cursor)
 
@@ -396,7 +397,7 @@ async def _one(  # noqa: PLR0917 - a private reader, called in three places
     if row is None:
         raise NotFound(f"no {type_def.name} with {what}")
     children = await _children(conn, services, type_def, shown, [row["id"]])
-    return _render(services, principal, shown, row, children)
+    return _renderer(services, principal, shown)(row, children)
 
 
 async def _children(
@@ -425,19 +426,30 @@ async def _children(
     return found
 
 
-def _render(
-    services: Services,
-    principal: Principal,
-    shown: list[Property],
-    row: RowMapping | Mapping[str, Any],
-    children: dict[str, dict[int, list[Any]]],
-) -> Record:
+def _renderer(
+    services: Services, principal: Principal, shown: list[Property]
+) -> Callable[[RowMapping | Mapping[str, Any], dict[str, dict[int, list[Any]]]], Record]:
+    """Rows (and their children) → records as `principal` sees them; each property's
+    rendering is looked up once per request, not once per row."""
     shape = services.tenant.multiple_value_shape
-    record: Record = {}
-    for prop in shown:
-        raw = children[prop.name][row["id"]] if prop.multiple else row[prop.name]
-        record[prop.name] = values.render(prop, raw, principal.zone, shape=shape)
-    return record
+    zone = principal.zone
+    single = [(p.name, values.renderer(p, zone)) for p in shown if not p.multiple]
+    multiple = [p for p in shown if p.multiple]
+    order = [p.name for p in shown]
+
+    def render(
+        row: RowMapping | Mapping[str, Any], children: dict[str, dict[int, list[Any]]]
+    ) -> Record:
+        record: Record = {}
+        for name, one in single:
+            value = row[name]
+            record[name] = None if value is None else one(value)
+        for prop in multiple:
+            raw = children[prop.name][row["id"]]
+            record[prop.name] = values.render(prop, raw, zone, shape=shape)
+        return record if not multiple else {name: record[name] for name in order}
+
+    return render
 
 
 # --- ordering and cursors ---------------------------------------------------------

@@ -11,9 +11,10 @@ Decimals never pass through binary floating point: they render as strings with e
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Context, Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Literal
@@ -182,6 +183,39 @@ def render(
     if shape == "compact" and len(items) <= 1:
         return items[0] if items else None
     return items
+
+
+Renderer = Callable[[object], object]
+
+
+@functools.lru_cache(maxsize=4096)
+def renderer(prop: Property, zone: ZoneInfo) -> Renderer:
+    """`render` of one single-valued property for `zone`, as a function of the stored value.
+
+    Lists render every row through these: each takes the plain stored type of its kind
+    (`str`, `int`, `bool`, a UTC `datetime`, a `date`) straight to its JSON form, and
+    hands anything else to `render`'s own path (which also raises the same errors).
+    """
+
+    def slow(value: object) -> object:
+        return None if value is None else _render_one(prop, value, zone)
+
+    match prop.kind:
+        case Kind.STRING | Kind.TEXT | Kind.EMAIL | Kind.PHONE | Kind.ENUM:
+            return lambda value: value if type(value) is str else slow(value)
+        case Kind.INTEGER | Kind.REFERENCE:
+            return lambda value: value if type(value) is int else slow(value)
+        case Kind.BOOLEAN:
+            return lambda value: value if type(value) is bool else slow(value)
+        case Kind.DATE:
+            return lambda value: value.isoformat() if type(value) is dt.date else slow(value)
+        case Kind.DATETIME if zone.key == "UTC":
+            return lambda value: (
+                value.isoformat()
+                if type(value) is dt.datetime and value.tzinfo is dt.UTC
+                else slow(value)
+            )
+    return slow
 
 
 def _coerce_one(prop: Property, value: object, zone: ZoneInfo) -> object:

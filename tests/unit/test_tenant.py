@@ -108,7 +108,7 @@ def test_demo_tenant_header(demo: Tenant) -> None:
     assert demo.name == "Acme CRM (demo)"
     assert demo.default_timezone == "Europe/Prague"
     assert demo.multiple_value_shape == "array"
-    assert demo.commands == ()
+    assert demo.commands == ("gateway.demo.commands",)
     assert demo.source == str(DEMO_TENANT_FILE)
     assert demo.digest == hashlib.sha256(DEMO_TENANT_FILE.read_bytes()).hexdigest()
 
