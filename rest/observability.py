@@ -34,6 +34,8 @@ _X_REQUEST_ID = b"x-request-id"
 _X_CACHE = b"x-cache"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "SEARCH"})
 _CACHE_STATUS = {b"HIT": "hit", b"MISS": "miss", b"BYPASS": "bypass"}
+_PARAM_TYPE = re.compile(r"\{([^{}:]+):[^{}]*\}")
+_MAX_ROUTES = 5000
 
 
 @dataclass(slots=True)
@@ -65,6 +67,7 @@ class Observer:
     def __init__(self, metrics: GatewayMetrics, *, access_log: bool) -> None:
         self.metrics = metrics
         self.access_log = access_log
+        self._routes: dict[str, str] = {}
 
     async def __call__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -105,7 +108,7 @@ class Observer:
         method = raw.get("jgw.method") or raw["method"]
         if method not in _METHODS:
             method = "OTHER"
-        route = raw.get("path_template") or "unmatched"
+        route = self._route(raw.get("path_template"))
         self.metrics.request(method, route, status, seconds)
         outcome = None
         if cache is not None:
@@ -130,3 +133,15 @@ class Observer:
                     "cache": outcome,
                 },
             )
+
+    def _route(self, template: str | None) -> str:
+        """One label per route: `{record_id:int}` (a path parameter's type) is dropped, as
+        Litestar's own `path_template` does, whoever set the template (edge hot paths too)."""
+        if template is None:
+            return "unmatched"
+        route = self._routes.get(template)
+        if route is None:
+            route = _PARAM_TYPE.sub(r"{\1}", template)
+            if len(self._routes) < _MAX_ROUTES:
+                self._routes[template] = route
+        return route
