@@ -19,6 +19,7 @@ __all__ = [
     "CACHED_HEADERS",
     "CACHE_CONTROL",
     "NOT_MODIFIED",
+    "asks_no_cache",
     "cached_response",
     "etag_matches",
     "not_modified",
@@ -62,12 +63,15 @@ NOT_MODIFIED = {
 
 def wants_fresh(request: Request[Any, Any, Any], no_cache: int = 0) -> bool:
     """`Cache-Control: no-cache` (or `Pragma: no-cache`), or `_noCache=1`."""
-    if no_cache:
-        return True
-    for name, value in request.scope["headers"]:
-        if name in {b"cache-control", b"pragma"} and _has_directive(value, b"no-cache"):
-            return True
-    return False
+    return bool(no_cache) or asks_no_cache(request.scope["headers"])
+
+
+def asks_no_cache(raw_headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """`Cache-Control: no-cache` or `Pragma: no-cache` among the ASGI scope's headers."""
+    return any(
+        name in {b"cache-control", b"pragma"} and _has_directive(value, b"no-cache")
+        for name, value in raw_headers
+    )
 
 
 def not_modified(request: Request[Any, Any, Any], etag: str) -> bool:

@@ -11,8 +11,7 @@ headers (`rest.caching`: ETag scoped to the caller, 304 on `If-None-Match`, `X-C
 
 It answers only what it can answer exactly as the routes would. Everything else is left
 to Litestar, which answers it as before: another method or path, a missing key, a key
-or anything key-like in the query string, any `Cache-Control` or `Pragma` (a bypass),
-an `Origin` (CORS), `_noCache=1`, a
+or anything key-like in the query string, an `Origin` (CORS), a
 parameter out of the routes' declared bounds or given twice, a `read_access_logging`
 type (each of its reads writes an audit row and must happen once), and any error at
 all (a bad key, a refused or invalid request, a missing record) — Litestar then makes
@@ -36,7 +35,7 @@ from resolvers.errors import GatewayError
 from resolvers.services import Services
 from resolvers.storage import MAX_ID
 from resolvers.tenant import Tenant
-from rest.caching import CACHE_CONTROL, etag_matches
+from rest.caching import CACHE_CONTROL, asks_no_cache, etag_matches
 from rest.observability import note_user
 from rest.v1.security import KEY_PARAMETERS, VARY, presented_key
 
@@ -52,8 +51,12 @@ _CONTROL = {
     "_fields": "fields",
     "_hide": "hide",
     "_count": "count",
+    "_noCache": "no_cache",
 }
-"""The list's control parameters (`_noCache` aside: a bypass is left to Litestar)."""
+"""The list's control parameters; any other name is an equality filter."""
+_NO_CACHE = b"_noCache=1"
+_GET_QUERIES = frozenset({b"", _NO_CACHE, b"_noCache=0"})
+"""The query strings of a get the edge answers (the route's only parameter)."""
 _MAX_CURSOR = 4096  # as the route declares `_after`
 _MAX_QUERY = 8192
 """Longer query strings are left to Litestar (they are rare and never hot)."""
@@ -101,28 +104,36 @@ class HotReads:
             return False
         type_name, _, tail = path[len(_PREFIX) :].partition("/")
         templates = self._templates.get(type_name)
-        if templates is None or _asks_fresh(scope["headers"]):
-            return False
-        key = presented_key(scope["headers"])
+        headers = scope["headers"]
+        if templates is None or any(name == b"origin" for name, _ in headers):
+            return False  # CORS headers are Litestar's to add
+        key = presented_key(headers)
         if key is None:
             return False
         query: bytes = scope["query_string"]
+        fresh = asks_no_cache(headers)
         try:
             if tail:
-                if query or not (tail.isascii() and tail.isdigit()):
+                if not (tail.isascii() and tail.isdigit()) or query not in _GET_QUERIES:
                     return False
                 record_id = int(tail)
                 if not 0 < record_id <= MAX_ID:
                     return False
+                fresh = fresh or query == _NO_CACHE
                 principal = await authenticate(services, key)
-                found = await reads.record_body(services, principal, type_name, record_id)
+                found = await reads.record_body(
+                    services, principal, type_name, record_id, fresh=fresh
+                )
                 template = templates[1]
             else:
-                listing = _list_query(query)
-                if listing is None:
+                parsed = _list_query(query)
+                if parsed is None:
                     return False
+                listing, no_cache = parsed
                 principal = await authenticate(services, key)
-                found = await reads.list_body(services, principal, type_name, listing)
+                found = await reads.list_body(
+                    services, principal, type_name, listing, fresh=fresh or no_cache
+                )
                 template = templates[0]
         except GatewayError:
             return False  # Litestar asks again and answers the problem
@@ -133,14 +144,10 @@ class HotReads:
         return True
 
 
-def _asks_fresh(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Cache directives (a bypass), or an `Origin` (CORS headers are Litestar's to add)."""
-    return any(name in {b"cache-control", b"pragma", b"origin"} for name, _ in headers)
-
-
 @functools.lru_cache(maxsize=1024)
-def _list_query(query: bytes) -> records.ListQuery | None:
-    """The list route's `ListQuery`, or None where the route must parse the request.
+def _list_query(query: bytes) -> tuple[records.ListQuery, bool] | None:
+    """The list route's `ListQuery` and `_noCache`, or None where the route must parse
+    the request.
 
     Remembered by the query string: a `ListQuery` holds no user and no type (both apply
     when it is read), and integrations repeat the same few queries.
@@ -162,8 +169,6 @@ def _list_query(query: bytes) -> records.ListQuery | None:
     for name, value in pairs:
         if name.lower() in KEY_PARAMETERS or value.startswith("jgw_") or name in control:
             return None  # a key in the URL (400) or a parameter given twice
-        if name == "_noCache":
-            return None
         if name in _CONTROL:
             control[name] = value
         else:
@@ -171,17 +176,19 @@ def _list_query(query: bytes) -> records.ListQuery | None:
     limit = _bounded(control.get("_limit"), records.DEFAULT_LIMIT, 1, records.MAX_LIMIT)
     offset = _bounded(control.get("_offset"), 0, 0, records.MAX_OFFSET)
     count = _bounded(control.get("_count"), 0, 0, 1)
+    no_cache = _bounded(control.get("_noCache"), 0, 0, 1)
     filter_text = control.get("_filter", "")
     after = control.get("_after", "")
     if (
         limit is None
         or offset is None
         or count is None
+        or no_cache is None
         or len(filter_text) > query_grammar.MAX_TEXT
         or len(after) > _MAX_CURSOR
     ):
         return None
-    return records.list_query(
+    listing = records.list_query(
         filter=filter_text,
         order=control.get("_order", ""),
         limit=limit,
@@ -192,6 +199,7 @@ def _list_query(query: bytes) -> records.ListQuery | None:
         count=count,
         equals=equals,
     )
+    return listing, bool(no_cache)
 
 
 def _bounded(text: str | None, default: int, low: int, high: int) -> int | None:

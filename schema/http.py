@@ -41,7 +41,7 @@ from resolvers.errors import GatewayError
 from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.tenant import Tenant
-from rest.caching import cached_response, not_modified, wants_fresh
+from rest.caching import asks_no_cache, cached_response, not_modified, wants_fresh
 from rest.errors import problem
 from rest.hot_reads import Receive, Send
 from rest.observability import note_user
@@ -213,7 +213,7 @@ class GraphQLEdge:
 
     What `graphql_post` would answer through `schema.prepared`, with its headers, minus
     Litestar: for a request with a key, a JSON body of at most `max_body` bytes (with a
-    `Content-Length`), no cache directive and no `Origin`. Anything else, and anything
+    `Content-Length`) and no `Origin`. Anything else, and anything
     `PreparedReads` leaves to execution or any error, goes on to Litestar with the body
     it read replayed.
     """
@@ -248,7 +248,7 @@ class GraphQLEdge:
                 operation.query,
                 operation.operation_name,
                 operation.variables,
-                fresh=False,
+                fresh=asks_no_cache(scope["headers"]),
             )
         except (msgspec.DecodeError, GatewayError):
             return replay
@@ -281,8 +281,8 @@ def _plain_json_post(headers: list[tuple[bytes, bytes]], max_body: int) -> int |
             length = int(value) if value.isdigit() and len(value) < 10 else None
         elif name == b"content-type":
             json = value.split(b";", 1)[0].strip().lower() == b"application/json"
-        elif name in {b"cache-control", b"pragma", b"origin"}:
-            return None
+        elif name == b"origin":
+            return None  # CORS headers are Litestar's to add
     if not json or length is None or length > max_body:
         return None
     return length
