@@ -117,12 +117,15 @@ class Observer:
                 self.metrics.cache(route, outcome)
         if self.access_log and _access.isEnabledFor(logging.INFO):
             duration_ms = round(seconds * 1000, 2)
-            _access.info(
+            # Made directly: `Logger.info` would first walk the stack for the caller's line.
+            record = _access.makeRecord(
+                _access.name,
+                logging.INFO,
+                __file__,
+                0,
                 "%s %s %s %.2f ms",
-                method,
-                route,
-                status,
-                duration_ms,
+                (method, route, status, duration_ms),
+                None,
                 extra={
                     "request_id": note.request_id,
                     "method": method,
@@ -133,6 +136,7 @@ class Observer:
                     "cache": outcome,
                 },
             )
+            _access.handle(record)
 
     def _route(self, template: str | None) -> str:
         """One label per route: `{record_id:int}` (a path parameter's type) is dropped, as
