@@ -27,11 +27,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+from sqlalchemy import exc as sa_exc
+
 from resolvers import collections as records
 from resolvers import query_grammar, reads
 from resolvers.auth import authenticate
 from resolvers.cache import Cached
 from resolvers.errors import GatewayError
+from resolvers.outages import is_outage
 from resolvers.services import Services
 from resolvers.storage import MAX_ID
 from resolvers.tenant import Tenant
@@ -137,6 +140,10 @@ class HotReads:
                 template = templates[0]
         except GatewayError:
             return False  # Litestar asks again and answers the problem
+        except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
+            if not is_outage(exc):
+                raise
+            return False  # a database outage: Litestar asks again and answers 503
         note_user(principal.user_id)
         scope["path_template"] = template  # what the access log and metrics name
         await _send(scope, send, found)

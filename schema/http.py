@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from sqlalchemy import exc as sa_exc
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import process_result
 from strawberry.http.ides import get_graphql_ide_html
@@ -38,6 +39,7 @@ from strawberry.types.graphql import OperationType
 from resolvers.auth import authenticate
 from resolvers.cache import Cached, etag_for
 from resolvers.errors import GatewayError
+from resolvers.outages import is_outage
 from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.tenant import Tenant
@@ -252,6 +254,10 @@ class GraphQLEdge:
             )
         except (msgspec.DecodeError, GatewayError):
             return replay
+        except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
+            if not is_outage(exc):
+                raise
+            return replay  # a database outage: the full path answers it as `unavailable`
         if answered is None:
             return replay
         note_user(principal.user_id)
