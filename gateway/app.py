@@ -13,6 +13,7 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from gateway.logs import flush_logs
 from gateway.runtime import open_services
 from gateway.settings import Settings
 from resolvers.metrics import GatewayMetrics
@@ -77,6 +78,7 @@ def create_app(
             finally:
                 metrics.close()
         _log.info("stopped: database pool and Valkey client closed")
+        flush_logs()  # a worker process may end without running `logging.shutdown`
 
     return GatewayApp(
         observer=Observer(metrics, access_log=settings.observability.access_log),

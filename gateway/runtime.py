@@ -14,7 +14,7 @@ from valkey.asyncio import Valkey
 from valkey.asyncio.cluster import ValkeyCluster
 
 from gateway.embedded import start_embedded_valkey
-from gateway.logs import JsonFormatter, TextFormatter, lean_records
+from gateway.logs import BufferedStreamHandler, JsonFormatter, TextFormatter, lean_records
 from gateway.settings import Settings, ValkeySettings
 from resolvers.batching import BatchedReads, ValkeyClient
 from resolvers.blobs import local_file_storage
@@ -48,7 +48,7 @@ def configure_logging(settings: Settings) -> None:
     """Log to stderr at the configured level, as text or JSON lines (`GATEWAY_LOG_FORMAT`);
     libraries that would log secrets, quieter."""
     lean_records()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BufferedStreamHandler(sys.stderr)
     json_lines = settings.observability.log_format == "json"
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     # `force`: Litestar configures the root logger when an app is built; ours wins.
