@@ -16,14 +16,16 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import msgspec
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Table,
     and_,
+    bindparam,
     delete,
     false,
     func,
@@ -271,7 +273,39 @@ async def list_in(
 ) -> Page:
     """`list_records` on `conn`: inside a caller's transaction, it sees its writes."""
     type_def = _type(services, principal, type_name)
-    table = services.schema.records[type_name]
+    plan = _list_plan(services, principal, type_def, query)
+    rows = (await conn.execute(plan.page)).mappings().all()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    shown, order = plan.shown, plan.order
+    children = await _children(conn, services, type_def, shown, [r["id"] for r in rows])
+    total = None if plan.total is None else await conn.scalar(plan.total)
+    render = _renderer(services, principal, shown)
+    data = [render(row, children) for row in rows]
+    cursor = _encode_cursor(order, rows[-1]) if more and rows else None
+    return Page(data=data, limit=query.limit, offset=query.offset, total=total, next=cursor)
+
+
+class _ListPlan(NamedTuple):
+    shown: list[Property]
+    order: list[tuple[str, bool]]
+    page: Select[Any]
+    total: Select[Any] | None
+
+
+def _list_plan(
+    services: Services, principal: Principal, type_def: TypeDef, query: ListQuery
+) -> _ListPlan:
+    """The statements of a list, compiled once per principal and request shape.
+
+    The principal's fingerprint covers everything compiling reads of it (user, roles,
+    zone); a plan that read `$now` holds for this instant only and is not kept.
+    """
+    key = ("list", type_def.name, principal.fingerprint, query)
+    found: _ListPlan | None = services.statements.get(key)
+    if found is not None:
+        return found
+    table = services.schema.records[type_def.name]
     compiler = Compiler(
         services.tenant,
         services.schema,
@@ -287,8 +321,7 @@ async def list_in(
     for name, text in query.equals:
         where = and_(where, compiler.equals(type_def, name, text))
     order = _order(type_def, visible, query.order)
-    base = select(*(table.c[p.name] for p in shown if not p.multiple)).where(where)
-    page_query = base
+    page_query = select(*(table.c[p.name] for p in shown if not p.multiple)).where(where)
     if query.after is not None:
         last = _decode_cursor(query.after, order, {p.name: p for p in visible})
         page_query = page_query.where(_after(table, order, last))
@@ -297,17 +330,9 @@ async def list_in(
     needs = {name for name, _ in order} - {p.name for p in shown}
     if needs:
         page_query = page_query.add_columns(*(table.c[n] for n in needs))
-    rows = (await conn.execute(page_query)).mappings().all()
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    children = await _children(conn, services, type_def, shown, [r["id"] for r in rows])
-    total = None
-    if query.count:
-        total = await conn.scalar(select(func.count()).select_from(table).where(where))
-    render = _renderer(services, principal, shown)
-    data = [render(row, children) for row in rows]
-    cursor = _encode_cursor(order, rows[-1]) if more and rows else None
-    return Page(data=data, limit=query.limit, offset=query.offset, total=total, next=cursor)
+    count = select(func.count()).select_from(table).where(where) if query.count else None
+    plan = _ListPlan(shown, order, page_query, count)
+    return plan if compiler.used_now else services.statements.put(key, plan)
 
 
 async def get_record(
@@ -315,11 +340,8 @@ async def get_record(
 ) -> Record:
     type_def = _type(services, principal, type_name)
     _check_id(type_name, record_id)
-    table = services.schema.records[type_name]
     async with services.engine.connect() as conn:
-        return await _one(
-            conn, services, principal, type_def, table.c.id == record_id, f"id {record_id}"
-        )
+        return await _one(conn, services, principal, type_def, "id", record_id, f"id {record_id}")
 
 
 async def get_in(
@@ -335,9 +357,9 @@ async def get_in(
     ends (`FOR UPDATE` on PostgreSQL; SQLite's write transactions already exclude others)."""
     type_def = _type(services, principal, type_name)
     _check_id(type_name, record_id)
-    table = services.schema.records[type_name]
-    condition = table.c.id == record_id
-    return await _one(conn, services, principal, type_def, condition, f"id {record_id}", lock=lock)
+    return await _one(
+        conn, services, principal, type_def, "id", record_id, f"id {record_id}", lock=lock
+    )
 
 
 async def get_by(
@@ -357,14 +379,14 @@ async def get_by(
         key = values.coerce_text(prop, raw, principal.zone)
     except ValueError as exc:
         raise Invalid("invalid value", [FieldError(property_name, str(exc))]) from exc
-    table = services.schema.records[type_name]
     async with services.engine.connect() as conn:
         return await _one(
             conn,
             services,
             principal,
             type_def,
-            table.c[prop.name] == key,
+            prop.name,
+            key,
             f"{property_name} {raw!r}",
         )
 
@@ -380,24 +402,41 @@ async def _one(  # noqa: PLR0917 - a private reader, called in three places
     services: Services,
     principal: Principal,
     type_def: TypeDef,
-    condition: ColumnElement[bool],
+    column: str,
+    value: object,
     what: str,
     *,
     lock: bool = False,
 ) -> Record:
-    table = services.schema.records[type_def.name]
-    compiler = Compiler(services.tenant, services.schema, principal, services.clock())
-    shown = _visible(principal, type_def)
-    query = select(*(table.c[p.name] for p in shown if not p.multiple)).where(
-        condition, compiler.read_scope(type_def)
-    )
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update(of=table)
-    row = (await conn.execute(query)).mappings().one_or_none()
+    """The record whose `column` is `value`, through the caller's read scope."""
+    shown, query = _one_plan(services, principal, type_def, column, lock=lock)
+    row = (await conn.execute(query, {"key": value})).mappings().one_or_none()
     if row is None:
         raise NotFound(f"no {type_def.name} with {what}")
     children = await _children(conn, services, type_def, shown, [row["id"]])
     return _renderer(services, principal, shown)(row, children)
+
+
+def _one_plan(
+    services: Services, principal: Principal, type_def: TypeDef, column: str, *, lock: bool
+) -> tuple[list[Property], Select[Any]]:
+    """The statement of a get by `column` (its value bound as `key`), compiled once per
+    principal (see `_list_plan`); `lock` adds `FOR UPDATE` on PostgreSQL."""
+    lock = lock and services.engine.dialect.name == "postgresql"
+    key = ("one", type_def.name, principal.fingerprint, column, lock)
+    found: tuple[list[Property], Select[Any]] | None = services.statements.get(key)
+    if found is not None:
+        return found
+    table = services.schema.records[type_def.name]
+    compiler = Compiler(services.tenant, services.schema, principal, services.clock())
+    shown = _visible(principal, type_def)
+    query = select(*(table.c[p.name] for p in shown if not p.multiple)).where(
+        table.c[column] == bindparam("key"), compiler.read_scope(type_def)
+    )
+    if lock:
+        query = query.with_for_update(of=table)
+    plan = (shown, query)
+    return plan if compiler.used_now else services.statements.put(key, plan)
 
 
 async def _children(

@@ -51,6 +51,8 @@ class Compiler:
     now: dt.datetime
     field_name: str = "_filter"
     """How the request names its filter, for error messages."""
+    used_now: bool = False
+    """Whether something compiled so far read `$now` (then it holds for this instant only)."""
 
     # --- public ---------------------------------------------------------------------
 
@@ -241,6 +243,7 @@ class Compiler:
             if prop.name not in _USER_FIELDS:
                 raise self._invalid(value.at, "$me compares with created_by or updated_by")
             return self.principal.user_id
+        self.used_now = True
         if prop.kind is Kind.DATETIME:
             return self.now
         if prop.kind in (Kind.DATE, Kind.MONTH):

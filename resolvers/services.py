@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from valkey.asyncio import Valkey
@@ -13,6 +14,7 @@ from resolvers.batching import BatchedReads
 from resolvers.blobs import FileStorage
 from resolvers.cache import CACHE_ERRORS, ResponseCache
 from resolvers.commands import CommandRegistry
+from resolvers.memo import Lru
 from resolvers.notify import Notifiers
 from resolvers.passwords import Passwords
 from resolvers.ratelimit import LoginLimits
@@ -69,6 +71,9 @@ class Services:
     """The tenant's commands (`resolvers.commands.load_commands`)."""
     login_limits: LoginLimits = field(default_factory=LoginLimits)
     challenges: ChallengePolicy = field(default_factory=ChallengePolicy)
+    statements: Lru[Hashable, Any] = field(default_factory=lambda: Lru(256))
+    """Compiled read statements, per principal fingerprint and request shape (see
+    `collections`): a statement holds no instant and no request value but the shape's."""
     key_prefix: str = "jgw"
     clock: Callable[[], dt.datetime] = field(default=utc_now)
     files: FileStorage | None = None

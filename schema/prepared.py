@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import msgspec
 from graphql import (
@@ -58,6 +57,7 @@ from strawberry.types.field import StrawberryField
 from resolvers import reads
 from resolvers.cache import Cached
 from resolvers.errors import GatewayError, NotFound
+from resolvers.memo import Lru
 from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.tenant import Tenant
@@ -75,8 +75,6 @@ _MAX_QUERY = 16 * 1024
 """Longer documents are answered but not remembered (the tables' keys hold them)."""
 
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
 _ABSENT: Any = object()
 
 
@@ -124,27 +122,6 @@ class _Request(NamedTuple):
     """`noCache: true` on the field."""
 
 
-class _Lru(Generic[K, V]):
-    """A bounded table, least recently used out first (one event loop: no locks)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> V:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
-        return value
-
-
 _NOT_PLAIN: Any = ()
 """What the tables remember for an operation or request that is not a plain read."""
 
@@ -165,9 +142,9 @@ class PreparedReads:
         self._tenant = tenant
         self._rules = (*specified_rules, *rules)
         self._max_tokens = max_tokens
-        self._plans: _Lru[tuple[str, str | None], _Plan] = _Lru(256)
-        self._requests: _Lru[tuple[str, str | None, bytes], tuple[_Request, ...]] = _Lru(1024)
-        self._cuts: _Lru[tuple[int, str], bytes] = _Lru(1024)
+        self._plans: Lru[tuple[str, str | None], _Plan] = Lru(256)
+        self._requests: Lru[tuple[str, str | None, bytes], tuple[_Request, ...]] = Lru(1024)
+        self._cuts: Lru[tuple[int, str], bytes] = Lru(1024)
         self._counter = itertools.count()
 
     async def answer(
