@@ -2,9 +2,10 @@
 
 Most operations a front-end proxy sends over and over are *plain reads*: root fields that
 are generated list, get and get-by-property fields, each selecting plain scalar and enum
-fields of its records (and `total`, `next`, `__typename`). For those, executing the
-document adds nothing to what the resolvers give: the answer is REST's body, each record
-cut down to the selection. So a plain read is answered here, in three steps:
+fields of its records (and `total`, `next`, `__typename`) and references to records
+selected the same way. For those, executing the document adds nothing to what the
+resolvers give: the answer is REST's bodies, each record cut down to the selection. So
+a plain read is answered here, in three steps:
 
 1. the document is parsed, validated (graphql-core's rules and the gateway's size
    limits) and planned once; with its variables it is bound once to the requests it
@@ -13,9 +14,11 @@ cut down to the selection. So a plain read is answered here, in three steps:
 2. each request is made through `resolvers.reads`, exactly as the field resolvers make
    it, with the caller's `Principal`: permissions, time rules and the Valkey cache entry
    are the same as REST's and the full GraphQL path's;
-3. each body is cut to the selection, and the JSON of that cut is remembered by the
-   body's ETag: a pure function of the bytes Valkey returned, never a source of
-   freshness (which the cache decides on every request).
+3. references are loaded as the fields' DataLoaders load them (per level, one list read
+   `id in [...]` per type of the ids not loaded yet, through the same cache entries), and
+   each body is cut to the selection; the JSON of that cut is remembered by the ETags
+   of the bodies it was cut from: a pure function of the bytes Valkey returned, never
+   a source of freshness (which the cache decides on every request).
 
 Anything else returns `None` and takes the full path (`schema.execute`), which also
 answers every error: a document that does not validate, a variable of the wrong type,
@@ -44,6 +47,7 @@ from graphql import (
     ValidationRule,
     get_named_type,
     get_operation_ast,
+    is_non_null_type,
     is_object_type,
     parse,
     specified_rules,
@@ -56,14 +60,17 @@ from strawberry.types.field import StrawberryField
 
 from resolvers import reads
 from resolvers.cache import Cached
+from resolvers.collections import MAX_LIMIT as _BATCH
+from resolvers.collections import list_query as records_query
 from resolvers.errors import GatewayError, NotFound
 from resolvers.memo import Lru
 from resolvers.principal import Principal
 from resolvers.services import Services
-from resolvers.tenant import Tenant
+from resolvers.tenant import Kind, Tenant
 from schema.collections import READ_ROOT, ReadRoot, list_query
 from schema.errors import GatewaySchema
 from schema.execution import plain_field, plain_list_field
+from schema.types import RECORD_RESOLVER
 
 __all__ = ["PreparedReads"]
 
@@ -94,6 +101,23 @@ class _Leaf:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class _Ref:
+    """A selected reference: the records it names, loaded as the field's DataLoader does
+    (one list read per type and level, `id in [...]`), each cut to `record`."""
+
+    name: str
+    key: str
+    target: str
+    multiple: bool
+    non_null: bool
+    item_non_null: bool
+    record: tuple[_Leaf | _Ref, ...]
+
+
+Selection = tuple[_Leaf | _Ref, ...]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class _Root:
     """One root field of a plain read: what it asks and how its answer is cut."""
 
@@ -103,10 +127,12 @@ class _Root:
     read: ReadRoot
     field: GraphQLField
     node: FieldNode
-    record: tuple[_Leaf, ...]
+    record: Selection
     """The selection on each record."""
     page: tuple[_Leaf, ...] = ()
     """A list's selection on its page; the leaf keyed `items` holds the records."""
+    references: bool = False
+    """Whether `record` selects references (then they are loaded before the cut)."""
 
 
 class _Plan(NamedTuple):
@@ -144,7 +170,7 @@ class PreparedReads:
         self._max_tokens = max_tokens
         self._plans: Lru[tuple[str, str | None], _Plan] = Lru(256)
         self._requests: Lru[tuple[str, str | None, bytes], tuple[_Request, ...]] = Lru(1024)
-        self._cuts: Lru[tuple[int, str], bytes] = Lru(1024)
+        self._cuts: Lru[tuple[int, str, tuple[str, ...]], bytes] = Lru(1024)
         self._counter = itertools.count()
 
     async def answer(
@@ -166,11 +192,16 @@ class PreparedReads:
                 found = await asyncio.gather(
                     *(self._read(services, principal, r, fresh=fresh) for r in requests)
                 )
-            parts = [self._cut(r.root, cached) for r, cached in zip(requests, found, strict=True)]
+            reads_made = [cached for cached in found if cached is not None]
+            parts = []
+            for request, cached in zip(requests, found, strict=True):
+                parts.append(
+                    await self._cut(services, principal, request.root, cached, reads_made, fresh)
+                )
         except (_NotPlain, GatewayError):
             return None
         body = b'{"data":{' + b",".join(parts) + b"}}"
-        return body, [cached for cached in found if cached is not None]
+        return body, reads_made
 
     # --- planning ------------------------------------------------------------------
 
@@ -260,14 +291,52 @@ class PreparedReads:
             if read.kind == "list":
                 items = _object(record_type.fields["items"])
                 page, records = _page(record_type, node.selection_set)
-                record = _record(items, records)
+                record = self._record(items, records)
             else:
-                page, record = (), _record(record_type, node.selection_set)
+                page, record = (), self._record(record_type, node.selection_set)
             serial = next(self._counter)
-            roots.append(_Root(serial, _response_name(node), read, field, node, record, page))
+            references = any(isinstance(leaf, _Ref) for leaf in record)
+            roots.append(
+                _Root(serial, _response_name(node), read, field, node, record, page, references)
+            )
         if len({root.name for root in roots}) != len(roots):
             raise _NotPlain  # one response name twice: graphql-core merges them
         return _Plan(tuple(roots), operation)
+
+    def _record(self, record_type: GraphQLObjectType, selection_set: SelectionSetNode) -> Selection:
+        """A record's selection: plain leaves, and references to records cut the same way."""
+        return tuple(
+            self._reference(record_type, node) or _leaf(record_type, node)
+            for node in _fields(selection_set)
+        )
+
+    def _reference(self, record_type: GraphQLObjectType, node: FieldNode) -> _Ref | None:
+        """The reference `node` selects, if it is one of the tenant's, read as generated."""
+        field = record_type.fields.get(node.name.value)
+        type_def = self._tenant.types.get(record_type.name)
+        definition = field.extensions.get(_BACKREF) if field is not None else None
+        if type_def is None or not isinstance(definition, StrawberryField):
+            return None
+        prop = type_def.properties.get(definition.python_name)
+        if prop is None or prop.kind is not Kind.REFERENCE or prop.to is None:
+            return None
+        resolver = definition.base_resolver
+        wrapped = resolver.wrapped_func if resolver is not None else None
+        if getattr(wrapped, RECORD_RESOLVER, None) is None or node.arguments:
+            raise _NotPlain  # not the generated resolver (or arguments): let it run
+        if node.selection_set is None or field is None:
+            raise _NotPlain
+        listed = field.type.of_type if is_non_null_type(field.type) else field.type
+        item = getattr(listed, "of_type", None) if prop.multiple else None
+        return _Ref(
+            name=_response_name(node),
+            key=prop.name,
+            target=prop.to,
+            multiple=prop.multiple,
+            non_null=is_non_null_type(field.type),
+            item_non_null=item is not None and is_non_null_type(item),
+            record=self._record(_object(field), node.selection_set),
+        )
 
     # --- reading and cutting -------------------------------------------------------
 
@@ -302,26 +371,110 @@ class PreparedReads:
         except NotFound:
             return None
 
-    def _cut(self, root: _Root, cached: Cached | None) -> bytes:
-        """`"name":<value>` of one root field (the value remembered by the body's ETag)."""
+    async def _cut(  # noqa: PLR0917 - a private step of `answer`
+        self,
+        services: Services,
+        principal: Principal,
+        root: _Root,
+        cached: Cached | None,
+        reads_made: list[Cached],
+        fresh: bool,
+    ) -> bytes:
+        """`"name":<value>` of one root field, remembered by the ETags of its bodies."""
+        key: tuple[int, str, tuple[str, ...]]
         if cached is None:
             value = b"null"
-        else:
-            key = (root.serial, cached.etag)
+        elif not root.references:
+            key = (root.serial, cached.etag, ())
             found = self._cuts.get(key)
             value = found if found is not None else self._cuts.put(key, _cut(root, cached.body))
+        else:
+            document = _DECODER.decode(cached.body)
+            records = document["data"] if root.read.kind == "list" else [document["data"]]
+            loaded = _Loaded(principal)
+            await loaded.load(services, root.record, records, fresh=fresh)
+            reads_made += loaded.reads
+            key = (root.serial, cached.etag, tuple(c.etag for c in loaded.reads))
+            found = self._cuts.get(key)
+            if found is None:
+                found = self._cuts.put(key, _cut(root, cached.body, document, loaded))
+            value = found
         return b'"' + root.name.encode() + b'":' + value
 
 
-def _cut(root: _Root, body: bytes) -> bytes:
-    document = _DECODER.decode(body)
+class _Loaded:
+    """The records a selection's references name, by type and id (None: not readable)."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.records: dict[str, dict[int, Any]] = {}
+        self.reads: list[Cached] = []
+
+    def readable(self, target: str) -> bool:
+        return not self.principal.on(target).read.none
+
+    async def load(
+        self, services: Services, selection: Selection, records: list[Any], *, fresh: bool
+    ) -> None:
+        """Level by level, as the DataLoaders would: per type, the ids not loaded yet."""
+        frontier = [(selection, records)]
+        while frontier:
+            wanted: dict[str, set[int]] = {}
+            for leaves, rows in frontier:
+                for ref in leaves:
+                    if isinstance(ref, _Ref) and self.readable(ref.target):
+                        have = self.records.setdefault(ref.target, {})
+                        missing = wanted.setdefault(ref.target, set())
+                        missing.update(i for row in rows for i in _ids(ref, row) if i not in have)
+            batches = [
+                (target, ids[start : start + _BATCH])
+                for target, every in wanted.items()
+                if (ids := sorted(every))
+                for start in range(0, len(ids), _BATCH)
+            ]
+            found = await asyncio.gather(
+                *(self._fetch(services, target, ids, fresh) for target, ids in batches)
+            )
+            for (target, ids), cached in zip(batches, found, strict=True):
+                self.reads.append(cached)
+                by_id = {r["id"]: r for r in _DECODER.decode(cached.body)["data"]}
+                self.records[target].update((i, by_id.get(i)) for i in ids)
+            frontier = [
+                (ref.record, [r for row in rows for i in _ids(ref, row) if (r := got.get(i))])
+                for leaves, rows in frontier
+                for ref in leaves
+                if isinstance(ref, _Ref)
+                and any(isinstance(leaf, _Ref) for leaf in ref.record)
+                and (got := self.records.get(ref.target)) is not None
+            ]
+
+    async def _fetch(self, services: Services, target: str, ids: list[int], fresh: bool) -> Cached:
+        query = records_query(filter={"id": {"in": ids}}, limit=len(ids), filter_field="where")
+        return await reads.list_body(services, self.principal, target, query, fresh=fresh)
+
+
+def _ids(ref: _Ref, row: Any) -> list[int]:
+    """The ids a reference of `row` names (the compact shape's bare value or null too)."""
+    if type(row) is not dict:
+        raise _NotPlain
+    value = row.get(ref.key, _ABSENT)
+    if value is _ABSENT:
+        raise _NotPlain  # hidden from the caller: graphql-core answers the error
+    ids = value if isinstance(value, list) else [] if value is None else [value]
+    if not all(type(i) is int for i in ids):
+        raise _NotPlain
+    return ids
+
+
+def _cut(root: _Root, body: bytes, document: Any = None, loaded: _Loaded | None = None) -> bytes:
+    document = _DECODER.decode(body) if document is None else document
     if root.read.kind != "list":
-        return _ENCODER.encode(_record_value(root.record, document["data"]))
+        return _ENCODER.encode(_record_value(root.record, document["data"], loaded))
     meta = document["meta"]
     page: dict[str, Any] = {}
     for leaf in root.page:
         if leaf.key == "items":
-            page[leaf.name] = [_record_value(root.record, r) for r in document["data"]]
+            page[leaf.name] = [_record_value(root.record, r, loaded) for r in document["data"]]
         elif leaf.coerce is None:
             page[leaf.name] = leaf.key
         else:
@@ -329,13 +482,36 @@ def _cut(root: _Root, body: bytes) -> bytes:
     return _ENCODER.encode(page)
 
 
-def _record_value(leaves: tuple[_Leaf, ...], record: Any) -> dict[str, Any]:
+def _record_value(leaves: Selection, record: Any, loaded: _Loaded | None) -> dict[str, Any]:
     if type(record) is not dict:
         raise _NotPlain
-    return {
-        leaf.name: leaf.key if leaf.coerce is None else _value(leaf, record.get(leaf.key, _ABSENT))
-        for leaf in leaves
-    }
+    cut: dict[str, Any] = {}
+    for leaf in leaves:
+        if isinstance(leaf, _Ref):
+            assert loaded is not None  # noqa: S101 - roots with references load them first
+            cut[leaf.name] = _reference_value(leaf, record, loaded)
+        elif leaf.coerce is None:
+            cut[leaf.name] = leaf.key
+        else:
+            cut[leaf.name] = _value(leaf, record.get(leaf.key, _ABSENT))
+    return cut
+
+
+def _reference_value(ref: _Ref, record: dict[str, Any], loaded: _Loaded) -> Any:
+    """What the reference resolver of `schema.types` completes to for this record."""
+    ids = _ids(ref, record)
+    found = loaded.records.get(ref.target, {}) if loaded.readable(ref.target) else {}
+    targets = [found.get(i) for i in ids]
+    if ref.multiple:
+        if None in targets and ref.item_non_null:
+            raise _NotPlain
+        return [None if t is None else _record_value(ref.record, t, loaded) for t in targets]
+    target = targets[0] if targets else None
+    if target is None:
+        if ref.non_null:
+            raise _NotPlain
+        return None
+    return _record_value(ref.record, target, loaded)
 
 
 def _value(leaf: _Leaf, value: Any) -> Any:
@@ -398,10 +574,6 @@ def _page(
     if records is None:
         raise _NotPlain
     return tuple(leaves), records
-
-
-def _record(record_type: GraphQLObjectType, selection_set: SelectionSetNode) -> tuple[_Leaf, ...]:
-    return tuple(_leaf(record_type, node) for node in _fields(selection_set))
 
 
 def _leaf(parent: GraphQLObjectType, node: FieldNode) -> _Leaf:

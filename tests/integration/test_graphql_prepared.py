@@ -41,13 +41,20 @@ PLAIN = [
     "b: companies(order: [{field: name}]) { items { id name } } }",
     "query Open($s: DealStatus) { deals(where: {status: {eq: $s}}, order: [{field: id}]) "
     "{ items { id status } } }",
+    "{ deals(order: [{field: id}]) { items { id company { id name tags } } } }",
+    "{ deals(order: [{field: id}]) { items { title contacts { full_name company { name } } } } }",
+    "query Pick($id: BigInt!) { deal(id: $id) { company { __typename name } contacts { id } } }",
+    "{ contacts(order: [{field: id}]) { items { email company { id employees } } } }",
+    "{ activities(order: [{field: id}]) { items { subject deal { title contacts { id } } } } }",
 ]
 """Plain reads of the demo tenant (`$id` and `$s` come from `_variables`)."""
 
 NOT_PLAIN = {
     "fragment": "{ deals { items { ...F } } } fragment F on Deal { id }",
     "directive": "{ deals { items { id @skip(if: false) } } }",
-    "reference": "{ deals { items { id company { id name } } } }",
+    "reference with arguments": "{ deals { items { id company { id name } } } }".replace(
+        "company {", "company @include(if: true) {"
+    ),
     "mutation": 'mutation { createCompany(data: {name: "X"}) { id } }',
     "audited get": "{ activity(id: 1) { id } }",
     "unknown field": "{ deals { items { nope } } }",
@@ -59,20 +66,31 @@ NOT_PLAIN = {
 @pytest.fixture
 async def seeded(api: Api) -> dict[str, int]:
     company = await _create(api, "Company", {"name": "Acme", "registration_no": "AC-1"})
-    ids = {"company": company}
-    for i, (status, amount) in enumerate((("open", "120.50"), ("won", "80"), ("open", "900"))):
+    other = await _create(api, "Company", {"name": "Beta", "tags": ["x", "y"], "employees": 9})
+    ids = {"company": company, "other": other}
+    ids["ann"] = await _create(api, "Contact", {"full_name": "Ann", "company": other})
+    ids["bob"] = await _create(api, "Contact", {"full_name": "Bob", "email": "bob@example.com"})
+    deals = (("open", "120.50", []), ("won", "80", ["ann", "bob"]), ("open", "900", ["bob"]))
+    for i, (status, amount, contacts) in enumerate(deals):
         ids[f"deal{i}"] = await _create(
             api,
             "Deal",
             {
                 "title": f"Deal {i}",
-                "company": company,
+                "company": company if i != 2 else other,
+                "contacts": [ids[c] for c in contacts],
                 "status": status,
                 "amount": amount,
                 "expected_close": "2026-12",
                 "closed_on": "2026-11-28T10:00:00Z",
                 "margin_percent": "12.5",
             },
+        )
+    for subject, done in (("Call", True), ("Mail", False)):
+        await _create(
+            api,
+            "Activity",
+            {"subject": subject, "kind": "call", "done": done, "deal": ids["deal1"]},
         )
     return ids
 
