@@ -335,9 +335,14 @@ def wrk_requests(
     latency: bool = True,
     connections: int = 64,
     threads: int = 2,
+    timeout_s: int = 10,
 ) -> WrkResult:
-    """Pinned ``wrk`` replaying a request file (``requests.lua``) against `origin`, once."""
+    """Pinned ``wrk`` replaying a request file (``requests.lua``) against `origin`, once.
+
+    `timeout_s` replaces wrk's 2 s, past which a slow response would count as a socket
+    error and be left out of the latencies."""
     args = [*PIN_CLIENT, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s"]
+    args.append(f"--timeout={timeout_s}s")
     for header in headers:
         args += ["-H", header]
     args += [*(["--latency"] if latency else []), "-s", str(REQUESTS_LUA), origin]

@@ -310,6 +310,7 @@ class Bench:
     files: int = 0
 
     def wants(self, *names: str) -> bool:
+        """Whether any of these scenario names (names, not patterns) was asked for."""
         return any(selected(n, self.patterns) for n in names)
 
     def request_file(self, requests: Sequence[Request]) -> Path:
@@ -454,7 +455,7 @@ def measure_bare(bench: Bench, port: int) -> None:
 
 
 def measure_core(bench: Bench, backend: str, env: dict[str, str], data: Data, port: int) -> None:
-    if not bench.wants("core *"):
+    if not bench.wants("core list", "core get"):
         return
     origin = f"http://127.0.0.1:{port}"
     env = {**env, "BENCH_CORE_DATABASE_URL": env["GATEWAY_DATABASE_URL"]}
@@ -470,7 +471,7 @@ def measure_core(bench: Bench, backend: str, env: dict[str, str], data: Data, po
 
 def measure_trivial(bench: Bench, env: dict[str, str], data: Data, port: int) -> None:
     """``bench/auth_overhead``'s twin routes, alternating; then whoami's Valkey trips."""
-    if not bench.wants("trivial *"):
+    if not bench.wants("trivial anon", "trivial whoami"):
         return
     origin = f"http://127.0.0.1:{port}"
     cmd: list[str] = auth.server_cmd(port)
@@ -536,6 +537,7 @@ class GatewayScenarios:
         )
 
     def wants(self, *names: str) -> bool:
+        """Whether any of these scenario names (names, not patterns) was asked for."""
         return self.bench.wants(*names)
 
     def uncached_rest(self) -> None:
@@ -750,6 +752,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "tool_version": harness.wrk_version() if bench.wrk else None,
             "connections": CONNECTIONS,
             "threads": THREADS if bench.wrk else None,
+            "timeout_s": 10,
             "warmup_s": timing.warmup_s,
             "duration_s": timing.duration_s,
             "pinning": pinning,

@@ -7,7 +7,8 @@
   ``GET /items`` runs the SQL the gateway runs for the benchmark role's list (its row
   scope ``state != 'archived'`` plus ``rank >= 5000 and state = 'open'``, newest
   ``seen_at`` first, 50 rows, the role's visible columns) and ``GET /items/{id}`` the
-  get; both answer the gateway's JSON shape (``{"data": ..., "meta": ...}``).
+  get; both answer the gateway's JSON shape (``{"data": ..., "meta": ...}``). Both
+  statements are built once, at import, as a careful hand-written endpoint would.
   The database is ``BENCH_CORE_DATABASE_URL``; on PostgreSQL the pool is the
   gateway's default (10 connections, no overflow, 5 s timeout).
 
@@ -25,7 +26,16 @@ from typing import Any
 from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    select,
+)
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -56,6 +66,7 @@ _list = (
     .order_by(items.c.seen_at.desc(), items.c.id)
     .limit(LIMIT)
 )
+_get = select(items).where(items.c.id == bindparam("item_id"), _in_scope)
 
 
 @get("/hello", sync_to_thread=False)
@@ -86,11 +97,7 @@ async def list_items(state: State) -> dict[str, Any]:
 async def get_item(state: State, item_id: int) -> dict[str, Any]:
     engine: AsyncEngine = state.engine
     async with engine.connect() as conn:
-        row = (
-            (await conn.execute(select(items).where(items.c.id == item_id, _in_scope)))
-            .mappings()
-            .one_or_none()
-        )
+        row = (await conn.execute(_get, {"item_id": item_id})).mappings().one_or_none()
     if row is None:
         raise NotFoundException(f"no Item {item_id}")
     return {"data": _record(row)}
