@@ -67,11 +67,10 @@ async def list_body(
         return _ENCODER.encode(page_json(page))
 
     plan = _plan(services, principal, type_name)
-    if fresh or plan.uses_now or (query.filter is not None and _mentions_now(query.filter)):
+    shape, now = _list_facts(query)
+    if fresh or plan.uses_now or now:
         return await services.cache.bypass(principal, compute)
-    key = services.cache.type_key(
-        principal, type_name, "list", _list_hash(query), depends=plan.reach
-    )
+    key = services.cache.type_key(principal, type_name, "list", shape, depends=plan.reach)
     return await services.cache.read(principal, key, compute)
 
 
@@ -198,9 +197,11 @@ def _values(node: q.Node) -> Iterator[q.Value]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _list_hash(query: records.ListQuery) -> str:
-    """`request_shape_hash` of the list's shape; a `ListQuery` is immutable and hashable."""
-    return request_shape_hash(_list_shape(query))
+def _list_facts(query: records.ListQuery) -> tuple[str, bool]:
+    """`request_shape_hash` of the list's shape, and whether its filter mentions `$now`
+    (a `ListQuery` is immutable and hashable: both are worked out once per shape)."""
+    mentions_now = query.filter is not None and _mentions_now(query.filter)
+    return request_shape_hash(_list_shape(query)), mentions_now
 
 
 def _list_shape(query: records.ListQuery) -> dict[str, Any]:

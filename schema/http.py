@@ -239,20 +239,15 @@ class GraphQLEdge:
             return receive
         replay = _replaying(body, receive)
         key = presented_key(scope["headers"])
+        bound = self._prepared.bind_json(body)
+        if key is None or bound is None:
+            return replay
         try:
-            operation = _operation_of(_DECODER.decode(body))
-            if key is None or operation is None:
-                return replay
             principal = await authenticate(services, key)
-            answered = await self._prepared.answer(
-                services,
-                principal,
-                operation.query,
-                operation.operation_name,
-                operation.variables,
-                fresh=asks_no_cache(scope["headers"]),
+            answered = await self._prepared.answer_bound(
+                services, principal, bound, fresh=asks_no_cache(scope["headers"])
             )
-        except (msgspec.DecodeError, GatewayError):
+        except GatewayError:
             return replay
         except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
             if not is_outage(exc):
@@ -323,19 +318,6 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
-
-
-def _operation_of(document: object) -> _Operation | None:
-    if not isinstance(document, dict):
-        return None
-    query = document.get("query")
-    variables = document.get("variables")
-    name = document.get("operationName")
-    if not (isinstance(query, str) and query):
-        return None
-    if not isinstance(variables, dict | None) or not isinstance(name, str | None):
-        return None
-    return _Operation(query, variables, name)
 
 
 def _operation(request: Request[Any, Any, Any], body: bytes | None) -> _Operation:

@@ -72,7 +72,7 @@ from schema.errors import GatewaySchema
 from schema.execution import plain_field, plain_list_field
 from schema.types import RECORD_RESOLVER
 
-__all__ = ["PreparedReads"]
+__all__ = ["Bound", "PreparedReads"]
 
 _BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
 _ENCODER = msgspec.json.Encoder()
@@ -150,6 +150,34 @@ class _Request(NamedTuple):
 
 _NOT_PLAIN: Any = ()
 """What the tables remember for an operation or request that is not a plain read."""
+_MAX_BODY_KEY = 4096
+"""Longer request bodies are bound but not remembered by their bytes."""
+
+
+class Bound(NamedTuple):
+    """A plain read's requests, bound to its variables (see `PreparedReads.bind`)."""
+
+    requests: tuple[_Request, ...]
+
+
+class _Body(msgspec.Struct, frozen=True):
+    query: str
+    variables: dict[str, Any] | None = None
+    operationName: str | None = None  # noqa: N815 - GraphQL over HTTP's name
+
+
+_BODY = msgspec.json.Decoder(_Body)
+
+
+def _operation(body: bytes) -> tuple[str, str | None, dict[str, Any] | None]:
+    """The operation of a JSON request body; `_NotPlain` unless one plain object."""
+    try:
+        decoded = _BODY.decode(body)
+    except msgspec.ValidationError:
+        raise _NotPlain from None
+    if not decoded.query:
+        raise _NotPlain
+    return decoded.query, decoded.operationName, decoded.variables
 
 
 class PreparedReads:
@@ -170,6 +198,7 @@ class PreparedReads:
         self._max_tokens = max_tokens
         self._plans: Lru[tuple[str, str | None], _Plan] = Lru(256)
         self._requests: Lru[tuple[str, str | None, bytes], tuple[_Request, ...]] = Lru(1024)
+        self._bodies: Lru[bytes, tuple[_Request, ...]] = Lru(1024)
         self._cuts: Lru[tuple[int, str, tuple[str, ...]], bytes] = Lru(1024)
         self._counter = itertools.count()
 
@@ -184,8 +213,39 @@ class PreparedReads:
         fresh: bool,
     ) -> tuple[bytes, list[Cached]] | None:
         """The response body and the reads behind it, or None: take the full path."""
+        bound = self.bind(query, operation_name, variables)
+        if bound is None:
+            return None
+        return await self.answer_bound(services, principal, bound, fresh=fresh)
+
+    def bind(
+        self, query: str, operation_name: str | None, variables: dict[str, Any] | None
+    ) -> Bound | None:
+        """The operation's requests with these variables, or None if it is not plain."""
         try:
-            requests = self._bind(query, operation_name, variables)
+            return Bound(self._bind(query, operation_name, variables))
+        except _NotPlain:
+            return None
+
+    def bind_json(self, body: bytes) -> Bound | None:
+        """`bind` of a JSON request body `{query, variables?, operationName?}` (remembered
+        by its bytes when short: a client repeats the same bodies)."""
+        requests = self._bodies.get(body)
+        if requests is None:
+            try:
+                requests = self._bind(*_operation(body))
+            except (_NotPlain, msgspec.DecodeError):
+                requests = _NOT_PLAIN
+            if len(body) <= _MAX_BODY_KEY:
+                self._bodies.put(body, requests)
+        return None if requests is _NOT_PLAIN else Bound(requests)
+
+    async def answer_bound(
+        self, services: Services, principal: Principal, bound: Bound, *, fresh: bool
+    ) -> tuple[bytes, list[Cached]] | None:
+        """`answer` for requests already bound."""
+        requests = bound.requests
+        try:
             if len(requests) == 1:
                 found = [await self._read(services, principal, requests[0], fresh=fresh)]
             else:
@@ -193,15 +253,17 @@ class PreparedReads:
                     *(self._read(services, principal, r, fresh=fresh) for r in requests)
                 )
             reads_made = [cached for cached in found if cached is not None]
-            parts = []
-            for request, cached in zip(requests, found, strict=True):
+            parts = [b'{"data":{']
+            for i, (request, cached) in enumerate(zip(requests, found, strict=True)):
+                if i:
+                    parts.append(b",")
                 parts.append(
                     await self._cut(services, principal, request.root, cached, reads_made, fresh)
                 )
         except (_NotPlain, GatewayError):
             return None
-        body = b'{"data":{' + b",".join(parts) + b"}}"
-        return body, reads_made
+        parts.append(b"}}")
+        return b"".join(parts), reads_made
 
     # --- planning ------------------------------------------------------------------
 
