@@ -36,15 +36,21 @@ from typing import Any, NamedTuple
 
 import msgspec
 from graphql import (
+    BooleanValueNode,
     FieldNode,
     GraphQLError,
     GraphQLField,
     GraphQLObjectType,
     GraphQLSchema,
+    IntValueNode,
+    NamedTypeNode,
+    NonNullTypeNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    StringValueNode,
     ValidationRule,
+    VariableNode,
     get_named_type,
     get_operation_ast,
     is_non_null_type,
@@ -138,6 +144,38 @@ class _Root:
 class _Plan(NamedTuple):
     roots: tuple[_Root, ...]
     operation: OperationDefinitionNode
+    binders: tuple[_Binder, ...] | None = None
+    """Per root, its request from the variables without graphql-core's coercion, when
+    every argument is a literal or a plain `BigInt!`/`String!` variable (gets)."""
+
+
+_INT64 = 2**63
+_SCALAR_OF = {"one": ("id", "BigInt"), "by": ("value", "String")}
+
+
+class _Slow(Exception):
+    """A variable `_Binder` does not decide on: graphql-core's coercion does."""
+
+
+class _Binder(NamedTuple):
+    """A get's request from the variables: its key is a literal or one variable."""
+
+    root: _Root
+    constant: Any
+    variable: str | None
+    scalar: str
+    fresh: bool
+
+    def bind(self, variables: dict[str, Any]) -> _Request:
+        if self.variable is None:
+            return _Request(self.root, self.constant, self.fresh)
+        value = variables.get(self.variable)
+        if self.scalar == "BigInt":
+            if type(value) is not int or not -_INT64 <= value < _INT64:
+                raise _Slow
+        elif type(value) is not str:
+            raise _Slow
+        return _Request(self.root, value, self.fresh)
 
 
 class _Request(NamedTuple):
@@ -270,7 +308,15 @@ class PreparedReads:
     def _bind(
         self, query: str, operation_name: str | None, variables: dict[str, Any] | None
     ) -> tuple[_Request, ...]:
-        """The requests of the operation with these variables (remembered)."""
+        """The requests of the operation with these variables (remembered, unless simple
+        binders make them: a get asked for thousands of ids would churn the table)."""
+        if variables is not None:
+            plan = self._plan(query, operation_name)
+            if plan.binders is not None:
+                try:
+                    return tuple(binder.bind(variables) for binder in plan.binders)
+                except _Slow:
+                    pass
         given = _ENCODER.encode(variables) if variables else b""
         key = (query, operation_name, given)
         requests = self._requests.get(key)
@@ -288,7 +334,7 @@ class PreparedReads:
     def _arguments(
         self, query: str, operation_name: str | None, variables: dict[str, Any]
     ) -> list[_Request]:
-        roots, operation = self._plan(query, operation_name)
+        roots, operation, _ = self._plan(query, operation_name)
         errors: list[GraphQLError] = []
         values = coerce_variable_values(
             self._core, operation.variable_definitions or (), variables, errors.append
@@ -363,7 +409,7 @@ class PreparedReads:
             )
         if len({root.name for root in roots}) != len(roots):
             raise _NotPlain  # one response name twice: graphql-core merges them
-        return _Plan(tuple(roots), operation)
+        return _Plan(tuple(roots), operation, _binders(roots, operation))
 
     def _record(self, record_type: GraphQLObjectType, selection_set: SelectionSetNode) -> Selection:
         """A record's selection: plain leaves, and references to records cut the same way."""
@@ -592,6 +638,54 @@ def _value(leaf: _Leaf, value: Any) -> Any:
     if coerced is None:
         raise _NotPlain
     return coerced
+
+
+# --- binding --------------------------------------------------------------------------
+
+
+def _binders(
+    roots: Sequence[_Root], operation: OperationDefinitionNode
+) -> tuple[_Binder, ...] | None:
+    """Binders for every root, if each is a get whose key is a literal or a variable of
+    exactly its type (`BigInt!`, `String!`, no default) and every variable is such a key;
+    None otherwise (then graphql-core coerces the variables)."""
+    definitions = {d.variable.name.value: d for d in operation.variable_definitions or ()}
+    used: set[str] = set()
+    binders = []
+    constant: Any
+    for root in roots:
+        if root.read.kind not in _SCALAR_OF:
+            return None
+        name, scalar = _SCALAR_OF[root.read.kind]
+        given = {a.name.value: a.value for a in root.node.arguments or ()}
+        fresh = given.pop("noCache", None)
+        key = given.pop(name, None)
+        if given or key is None or not (fresh is None or isinstance(fresh, BooleanValueNode)):
+            return None
+        if isinstance(key, VariableNode):
+            variable = key.name.value
+            definition = definitions.get(variable)
+            if (
+                definition is None
+                or definition.default_value is not None
+                or not isinstance(definition.type, NonNullTypeNode)
+                or not isinstance(definition.type.type, NamedTypeNode)
+                or definition.type.type.name.value != scalar
+            ):
+                return None
+            used.add(variable)
+            constant = None
+        elif isinstance(key, IntValueNode) and scalar == "BigInt":
+            variable, constant = None, int(key.value)
+        elif isinstance(key, StringValueNode) and scalar == "String":
+            variable, constant = None, key.value
+        else:
+            return None
+        if constant is not None and scalar == "BigInt" and not -_INT64 <= constant < _INT64:
+            return None
+        on = fresh is not None and fresh.value
+        binders.append(_Binder(root, constant, variable, scalar, on))
+    return tuple(binders) if used == set(definitions) else None
 
 
 # --- selections ----------------------------------------------------------------------

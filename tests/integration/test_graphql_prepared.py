@@ -222,3 +222,42 @@ async def _execute(
     result = await schema.execute(query, variable_values=variables or None, context_value=context)
     assert result.errors is None, result.errors
     return result.data
+
+
+async def test_gets_bound_from_their_variables_answer_as_execution_does(
+    api: Api, seeded: dict[str, int]
+) -> None:
+    """A get's key from a variable skips graphql-core's coercion when it is plainly of its
+    type; anything else is coerced by graphql-core, or left to execution."""
+    by_id = "query G($id: BigInt!) { deal(id: $id) { id title } }"
+    by_value = (
+        "query B($v: String!) { companyByRegistrationNo(value: $v, noCache: false) { name } }"
+    )
+    unused = "query U($id: BigInt!, $x: Int) { deal(id: $id) { id } }"
+    two = "query T($a: BigInt!, $b: BigInt!) { a: deal(id: $a) { id } b: deal(id: $b) { id } }"
+    deal = seeded["deal1"]
+    async with api.db() as services:
+        principal = await authenticate(services, api.admin_key)
+        reads = _prepared(services)
+        for query, variables in (
+            (by_id, {"id": deal}),
+            (by_id, {"id": str(deal)}),
+            (by_id, {"id": 0}),
+            (by_id, {"id": -5}),
+            (by_value, {"v": "AC-1"}),
+            (two, {"a": deal, "b": seeded["deal0"]}),
+            (by_value, {"v": "nope"}),
+        ):
+            answered = await reads.answer(services, principal, query, None, variables, fresh=False)
+            assert answered is not None, (query, variables)
+            executed = await _execute(services, principal, query, variables)
+            assert json.loads(answered[0]) == {"data": executed}, (query, variables)
+        for query, variables in (
+            (by_id, {"id": True}),
+            (by_id, {"id": 2**63}),
+            (by_id, {}),
+            (by_value, {"v": 5}),
+            (unused, {"id": deal, "x": 3}),  # an unused variable fails validation
+        ):
+            answered = await reads.answer(services, principal, query, None, variables, fresh=False)
+            assert answered is None, (query, variables)
