@@ -1,4 +1,4 @@
-# Developer entry points. `make bench` runs the whole benchmark of issue 10 (about 20
+# Developer entry points. `make bench` runs the whole benchmark of issue 10 (about 15
 # minutes): it sets up .venv (scripts/_venv.sh) and the `bench` extra when missing, then
 # runs bench/run.py. Pass options through BENCH_ARGS, e.g.
 #   make bench BENCH_ARGS="--quick"

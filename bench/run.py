@@ -2,10 +2,10 @@
 
 Usage: ``make bench`` (sets up ``.venv`` with the ``bench`` extra, then runs this), or
 ``.venv/bin/python bench/run.py [--quick] [--scenarios PATTERNS] [--backends LIST]``.
-``--quick``: 1 s warm-up, 3 s windows, a subset (a smoke run, about 4 minutes);
+``--quick``: 1 s warm-up, 3 s windows, a subset (a smoke run, about 5 minutes);
 ``--scenarios``: comma-separated ``fnmatch`` patterns of scenario names (``'rest get *,bare'``);
 ``--backends``: ``sqlite``, ``postgresql`` or both (the default). A full run takes about
-20 minutes.
+15 minutes on this machine.
 
 Set-up (all temporary, all torn down): per backend a SQLite file or a database on an
 embedded PostgreSQL, and a private Valkey; the tenant ``bench/collections/tenant.toml``
