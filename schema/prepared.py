@@ -293,8 +293,8 @@ class PreparedReads:
             reads_made = [cached for cached in found if cached is not None]
             parts = [b'{"data":{']
             for i, (request, cached) in enumerate(zip(requests, found, strict=True)):
-                if i:
-                    parts.append(b",")
+                name = request.root.name.encode()
+                parts.append(b'"' + name + b'":' if not i else b',"' + name + b'":')
                 parts.append(
                     await self._cut(services, principal, request.root, cached, reads_made, fresh)
                 )
@@ -488,7 +488,7 @@ class PreparedReads:
         reads_made: list[Cached],
         fresh: bool,
     ) -> bytes:
-        """`"name":<value>` of one root field, remembered by the ETags of its bodies."""
+        """The value of one root field, remembered by the ETags of its bodies."""
         key: tuple[int, str, tuple[str, ...]]
         if cached is None:
             value = b"null"
@@ -507,7 +507,7 @@ class PreparedReads:
             if found is None:
                 found = self._cuts.put(key, _cut(root, cached.body, document, loaded))
             value = found
-        return b'"' + root.name.encode() + b'":' + value
+        return value
 
 
 class _Loaded:
