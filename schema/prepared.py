@@ -295,9 +295,13 @@ class PreparedReads:
             for i, (request, cached) in enumerate(zip(requests, found, strict=True)):
                 name = request.root.name.encode()
                 parts.append(b'"' + name + b'":' if not i else b',"' + name + b'":')
-                parts.append(
-                    await self._cut(services, principal, request.root, cached, reads_made, fresh)
-                )
+                root = request.root
+                if cached is None or not root.references:
+                    parts.append(self._plain_cut(root, cached))
+                else:
+                    parts.append(
+                        await self._cut(services, principal, root, cached, reads_made, fresh)
+                    )
         except (_NotPlain, GatewayError):
             return None
         parts.append(b"}}")
@@ -479,35 +483,35 @@ class PreparedReads:
         except NotFound:
             return None
 
+    def _plain_cut(self, root: _Root, cached: Cached | None) -> bytes:
+        """The value of a root field without references, remembered by its body's ETag."""
+        if cached is None:
+            return b"null"
+        key = (root.serial, cached.etag, ())
+        found = self._cuts.get(key)
+        return found if found is not None else self._cuts.put(key, _cut(root, cached.body))
+
     async def _cut(  # noqa: PLR0917 - a private step of `answer`
         self,
         services: Services,
         principal: Principal,
         root: _Root,
-        cached: Cached | None,
+        cached: Cached,
         reads_made: list[Cached],
         fresh: bool,
     ) -> bytes:
-        """The value of one root field, remembered by the ETags of its bodies."""
-        key: tuple[int, str, tuple[str, ...]]
-        if cached is None:
-            value = b"null"
-        elif not root.references:
-            key = (root.serial, cached.etag, ())
-            found = self._cuts.get(key)
-            value = found if found is not None else self._cuts.put(key, _cut(root, cached.body))
-        else:
-            document = _DECODER.decode(cached.body)
-            records = document["data"] if root.read.kind == "list" else [document["data"]]
-            loaded = _Loaded(principal)
-            await loaded.load(services, root.record, records, fresh=fresh)
-            reads_made += loaded.reads
-            key = (root.serial, cached.etag, tuple(c.etag for c in loaded.reads))
-            found = self._cuts.get(key)
-            if found is None:
-                found = self._cuts.put(key, _cut(root, cached.body, document, loaded))
-            value = found
-        return value
+        """The value of a root field with references (loaded first), remembered by the
+        ETags of every body it is cut from."""
+        document = _DECODER.decode(cached.body)
+        records = document["data"] if root.read.kind == "list" else [document["data"]]
+        loaded = _Loaded(principal)
+        await loaded.load(services, root.record, records, fresh=fresh)
+        reads_made += loaded.reads
+        key = (root.serial, cached.etag, tuple(c.etag for c in loaded.reads))
+        found = self._cuts.get(key)
+        if found is None:
+            found = self._cuts.put(key, _cut(root, cached.body, document, loaded))
+        return found
 
 
 class _Loaded:
