@@ -1,13 +1,14 @@
 """Collection reads answered at the ASGI edge, before Litestar routes them.
 
-`GET /api/v1/collections/{T}/{id}` and `GET /api/v1/collections/{T}?...` are the
-gateway's hottest requests, and most of them are cache hits. For those, Litestar's
-routing, parameter parsing, dependency injection and response building cost more than
-the read itself. `HotReads` answers them in plain ASGI with the very calls the routes of
+`GET /api/v1/collections/{T}/{id}`, `.../{T}/by/{property}/{value}` and `.../{T}?...`
+are the gateway's hottest requests, and most of them are cache hits. For those,
+Litestar's routing, parameter parsing, dependency injection and response building cost
+more than the read itself. `HotReads` answers them in plain ASGI with the very calls the routes of
 `rest/v1/collections.py` make: `resolvers.auth.authenticate` with the presented key, then
-`resolvers.reads.record_body` or `list_body` with the same `ListQuery`, then the same
-headers (`rest.caching`: ETag scoped to the caller, 304 on `If-None-Match`, `X-Cache`,
-`Cache-Control: private, no-cache`; `Vary` as `rest.v1.security.private_responses`).
+`resolvers.reads.record_body`, `record_by_body` or `list_body` (with the same
+`ListQuery`), then the same headers (`rest.caching`: ETag scoped to the caller, 304 on
+`If-None-Match`, `X-Cache`, `Cache-Control: private, no-cache`; `Vary` as
+`rest.v1.security.private_responses`).
 
 It answers only what it can answer exactly as the routes would. Everything else is left
 to Litestar, which answers it as before: another method or path, a missing key, a key
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import parse_qsl
 
 from sqlalchemy import exc as sa_exc
@@ -61,6 +62,7 @@ _NO_CACHE = b"_noCache=1"
 _GET_QUERIES = frozenset({b"", _NO_CACHE, b"_noCache=0"})
 """The query strings of a get the edge answers (the route's only parameter)."""
 _MAX_CURSOR = 4096  # as the route declares `_after`
+_MAX_PATH_PARAMETER = 500  # as the get-by route declares its property and value
 _MAX_QUERY = 8192
 """Longer query strings are left to Litestar (they are rare and never hot)."""
 _JSON = (b"content-type", b"application/json")
@@ -86,7 +88,11 @@ class HotReads:
 
     def __init__(self, tenant: Tenant) -> None:
         self._templates = {
-            t.name: (f"{_PREFIX}{t.name}", f"{_PREFIX}{t.name}/{{record_id:int}}")
+            t.name: (
+                f"{_PREFIX}{t.name}",
+                f"{_PREFIX}{t.name}/{{record_id}}",
+                f"{_PREFIX}{t.name}/by/{{property_name}}/{{value}}",
+            )
             for t in tenant.types.values()
             if t.api and not t.read_access_logging
         }
@@ -113,42 +119,69 @@ class HotReads:
         key = presented_key(headers)
         if key is None:
             return False
-        query: bytes = scope["query_string"]
-        fresh = asks_no_cache(headers)
+        wanted = _wanted(tail, scope["query_string"])
+        if wanted is None:
+            return False
+        fresh = wanted.fresh or asks_no_cache(headers)
         try:
-            if tail:
-                if not (tail.isascii() and tail.isdigit()) or query not in _GET_QUERIES:
-                    return False
-                record_id = int(tail)
-                if not 0 < record_id <= MAX_ID:
-                    return False
-                fresh = fresh or query == _NO_CACHE
-                principal = await authenticate(services, key)
-                found = await reads.record_body(
-                    services, principal, type_name, record_id, fresh=fresh
-                )
-                template = templates[1]
-            else:
-                parsed = _list_query(query)
-                if parsed is None:
-                    return False
-                listing, no_cache = parsed
-                principal = await authenticate(services, key)
+            principal = await authenticate(services, key)
+            if wanted.kind == "list":
                 found = await reads.list_body(
-                    services, principal, type_name, listing, fresh=fresh or no_cache
+                    services, principal, type_name, wanted.argument, fresh=fresh
                 )
-                template = templates[0]
+            elif wanted.kind == "get":
+                found = await reads.record_body(
+                    services, principal, type_name, wanted.argument, fresh=fresh
+                )
+            else:
+                name, value = wanted.argument
+                found = await reads.record_by_body(
+                    services, principal, type_name, name, value, fresh=fresh
+                )
         except GatewayError:
             return False  # Litestar asks again and answers the problem
         except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
             if not is_outage(exc):
                 raise
             return False  # a database outage: Litestar asks again and answers 503
+        template = templates[_TEMPLATE[wanted.kind]]
         note_user(principal.user_id)
-        scope["path_template"] = template  # what the access log and metrics name
+        scope["path_template"] = template  # Litestar's own form: access log and metrics
         await _send(scope, send, found)
         self.answered += 1
         return True
+
+
+class _Wanted(NamedTuple):
+    kind: Literal["list", "get", "by"]
+    argument: Any
+    """The list's `ListQuery`, the get's id, or the get-by's (property, value)."""
+    fresh: bool
+    """`_noCache=1`."""
+
+
+_TEMPLATE = {"list": 0, "get": 1, "by": 2}
+
+
+def _wanted(tail: str, query: bytes) -> _Wanted | None:
+    """What the path below `/collections/{T}` and the query string ask, as the routes
+    would read them; None where a route must decide."""
+    if not tail:
+        parsed = _list_query(query)
+        return None if parsed is None else _Wanted("list", *parsed)
+    if query not in _GET_QUERIES:
+        return None
+    fresh = query == _NO_CACHE
+    if tail.startswith("by/"):
+        _, name, value = (*tail.split("/", 2), "")[:3]
+        if not name or not value or "/" in value:
+            return None
+        if max(len(name), len(value)) > _MAX_PATH_PARAMETER:
+            return None
+        return _Wanted("by", (name, value), fresh)
+    if not (tail.isascii() and tail.isdigit()) or len(tail) > 19 or not 0 < int(tail) <= MAX_ID:
+        return None
+    return _Wanted("get", int(tail), fresh)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -195,17 +228,20 @@ def _list_query(query: bytes) -> tuple[records.ListQuery, bool] | None:
         or len(after) > _MAX_CURSOR
     ):
         return None
-    listing = records.list_query(
-        filter=filter_text,
-        order=control.get("_order", ""),
-        limit=limit,
-        offset=offset,
-        after=after or None,
-        fields=control.get("_fields", ""),
-        hide=control.get("_hide", ""),
-        count=count,
-        equals=equals,
-    )
+    try:
+        listing = records.list_query(
+            filter=filter_text,
+            order=control.get("_order", ""),
+            limit=limit,
+            offset=offset,
+            after=after or None,
+            fields=control.get("_fields", ""),
+            hide=control.get("_hide", ""),
+            count=count,
+            equals=equals,
+        )
+    except GatewayError:
+        return None  # the route answers the problem (a bad filter, order or fields)
     return listing, bool(no_cache)
 
 

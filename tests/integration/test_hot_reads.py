@@ -85,7 +85,14 @@ async def seeded(api: Api) -> dict[str, Any]:
         ("Beta Co", "retail", 900),
     ):
         ids[name] = await _create(
-            api, "Company", {"name": name, "industry": industry, "employees": employees}
+            api,
+            "Company",
+            {
+                "name": name,
+                "industry": industry,
+                "employees": employees,
+                "registration_no": f"R-{employees}",
+            },
         )
     ids["deal"] = await _create(
         api,
@@ -112,6 +119,8 @@ async def test_cached_reads_are_answered_at_the_edge_exactly_as_routed(
         ("Company", "name=%C3%89lan"),
         (f"Company/{acme}", ""),
         ("Deal", "status=open"),
+        ("Company/by/registration_no/R-50", ""),
+        ("Company/by/registration_no/R-7", "_noCache=0"),
     ]
     for path, query in hot_requests:
         found = await _same(api, routed, path, hot=True, query=query, headers=auth)
@@ -174,6 +183,10 @@ async def test_what_the_edge_leaves_to_litestar_is_answered_the_same(
         (f"Company/{acme}", "", {**auth, "Origin": "https://app.example"}),
         (f"Activity/{seeded['activity']}", "", auth),
         ("Company/by/registration_no/none", "", auth),
+        ("Company/by/nope/R-50", "", auth),
+        ("Company/by/registration_no/", "", auth),
+        ("Company/by/registration_no/R-50", "x=1", auth),
+        ("Company/" + "9" * 5000, "", auth),
         ("Nope", "", auth),
     ]
     for path, query, headers in cold:
