@@ -19,7 +19,7 @@ share one cache entry per principal and request shape (DESIGN §7):
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -34,7 +34,15 @@ from resolvers.principal import Principal
 from resolvers.query_compile import scope_tree
 from resolvers.services import Services
 
-__all__ = ["Transport", "list_body", "page_json", "record_body", "record_by_body"]
+__all__ = [
+    "MAX_IDS",
+    "Transport",
+    "by_ids_body",
+    "list_body",
+    "page_json",
+    "record_body",
+    "record_by_body",
+]
 
 Transport = Literal["rest", "graphql"]
 
@@ -72,6 +80,30 @@ async def list_body(
         return await services.cache.bypass(principal, compute)
     key = services.cache.type_key(principal, type_name, "list", shape, depends=plan.reach)
     return await services.cache.read(principal, key, compute)
+
+
+MAX_IDS = records.MAX_LIMIT
+"""Ids per `by_ids_body` (a list's largest page, and `query_grammar.MAX_IN`)."""
+
+
+async def by_ids_body(
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    ids: Iterable[int],
+    *,
+    fresh: bool = False,
+) -> Cached:
+    """The records of `ids` the principal can read, as one list body (at most `MAX_IDS`).
+
+    How GraphQL loads references, whichever path loads them: one request shape per set
+    of ids, so the DataLoaders and `schema.prepared` share cache entries.
+    """
+    wanted = sorted(set(ids))
+    query = records.list_query(
+        filter={"id": {"in": wanted}}, limit=len(wanted), filter_field="where"
+    )
+    return await list_body(services, principal, type_name, query, fresh=fresh)
 
 
 async def record_body(

@@ -12,7 +12,6 @@ from typing import Any
 import msgspec
 from strawberry.dataloader import DataLoader
 
-from resolvers import collections as records
 from resolvers import reads
 from resolvers.cache import Cached, Status
 from resolvers.errors import Unauthenticated
@@ -25,7 +24,7 @@ Record = dict[str, Any]
 """A record as REST renders it (decoded JSON); GraphQL fields read its keys."""
 
 _DECODER = msgspec.json.Decoder()
-_BATCH = records.MAX_LIMIT  # also `query_grammar.MAX_IN`: one `in` list per call
+_BATCH = reads.MAX_IDS
 
 
 class GraphQLContext(msgspec.Struct, kw_only=True):
@@ -67,13 +66,8 @@ class GraphQLContext(msgspec.Struct, kw_only=True):
 
     async def _load(self, type_name: str, ids: Sequence[int]) -> list[Record | None]:
         """One `list_body` per batch: the same list read (and cache entry) REST would make."""
-        principal = self.acting()
-        wanted = sorted(set(ids))
-        query = records.list_query(
-            filter={"id": {"in": wanted}}, limit=len(wanted), filter_field="where"
-        )
         found = self.remember(
-            await reads.list_body(self.services, principal, type_name, query, fresh=self.fresh)
+            await reads.by_ids_body(self.services, self.acting(), type_name, ids, fresh=self.fresh)
         )
         by_id = {r["id"]: r for r in decode_records(found.body)}
         return [by_id.get(i) for i in ids]

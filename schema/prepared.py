@@ -66,8 +66,6 @@ from strawberry.types.field import StrawberryField
 
 from resolvers import reads
 from resolvers.cache import Cached
-from resolvers.collections import MAX_LIMIT as _BATCH
-from resolvers.collections import list_query as records_query
 from resolvers.errors import GatewayError, NotFound
 from resolvers.memo import Lru
 from resolvers.principal import Principal
@@ -539,10 +537,10 @@ class _Loaded:
                         missing = wanted.setdefault(ref.target, set())
                         missing.update(i for row in rows for i in _ids(ref, row) if i not in have)
             batches = [
-                (target, ids[start : start + _BATCH])
+                (target, ids[start : start + reads.MAX_IDS])
                 for target, every in wanted.items()
                 if (ids := sorted(every))
-                for start in range(0, len(ids), _BATCH)
+                for start in range(0, len(ids), reads.MAX_IDS)
             ]
             found = await asyncio.gather(
                 *(self._fetch(services, target, ids, fresh) for target, ids in batches)
@@ -561,8 +559,7 @@ class _Loaded:
             ]
 
     async def _fetch(self, services: Services, target: str, ids: list[int], fresh: bool) -> Cached:
-        query = records_query(filter={"id": {"in": ids}}, limit=len(ids), filter_field="where")
-        return await reads.list_body(services, self.principal, target, query, fresh=fresh)
+        return await reads.by_ids_body(services, self.principal, target, ids, fresh=fresh)
 
 
 def _ids(ref: _Ref, row: Any) -> list[int]:
