@@ -13,7 +13,8 @@ import base64
 import binascii
 import functools
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -606,21 +607,27 @@ def _decode_cursor(
 
 
 # --- writing ----------------------------------------------------------------------
+#
+# Each write is implemented once (`_create`, `_update`, `_delete`), on a transaction of
+# its own (the `*_record` functions) or on a caller's connection (the `*_in` functions,
+# for several writes in one transaction: the commands of `resolvers.commands`). Either
+# way the write is checked (type, right, id, body) before the response cache is bumped,
+# and the cache is bumped before the write happens: a read racing the transaction cannot
+# store what it saw as current. The bump after the commit is the caller's: here for the
+# `*_record` functions, at the end of the transaction for the `*_in` ones.
+#
+# On a caller's connection a write runs in a savepoint: one that fails (a unique value
+# taken, a record created outside the create scope) leaves nothing behind, even if the
+# caller goes on, and the connection can still be queried (on PostgreSQL a failed
+# statement aborts the transaction up to the last savepoint).
 
 
 async def create_record(
     services: Services, principal: Principal, type_name: str, data: Mapping[str, Any]
 ) -> Record:
-    type_def = _type(services, principal, type_name, "create")
-    fields = _writable(principal, type_def, data, complete=True)
-    await services.cache.written(type_name, None)
-    try:
-        async with services.writer.begin() as conn:
-            record_id = await _insert(conn, services, principal, type_def, fields)
-    except IntegrityError as exc:
-        raise await _conflict(services, type_def, fields, exc) from exc
+    record_id = await _create(services, principal, type_name, data)
     await services.cache.written(type_name, record_id)
-    return await _readback(services, principal, type_def, record_id)
+    return await _readback(services, principal, type_name, record_id)
 
 
 async def update_record(
@@ -633,42 +640,18 @@ async def update_record(
     replace: bool = False,
 ) -> Record:
     """PATCH (only the fields sent) or, with `replace`, PUT (every writable field)."""
-    type_def = _type(services, principal, type_name, "update")
-    _check_id(type_name, record_id)
-    fields = _writable(principal, type_def, data, complete=replace)
+    await _update(services, principal, type_name, record_id, data, replace=replace)
     await services.cache.written(type_name, record_id)
-    try:
-        async with services.writer.begin() as conn:
-            await _update(conn, services, principal, type_def, record_id, fields)
-    except IntegrityError as exc:
-        raise await _conflict(services, type_def, fields, exc) from exc
-    await services.cache.written(type_name, record_id)
-    return await _readback(services, principal, type_def, record_id)
+    return await _readback(services, principal, type_name, record_id)
 
 
 async def delete_record(
     services: Services, principal: Principal, type_name: str, record_id: int
 ) -> None:
-    type_def = _type(services, principal, type_name, "delete")
-    _check_id(type_name, record_id)
-    # Deleting nulls (or drops, in link tables) the references other records hold to it.
+    held = await _delete(services, principal, type_name, record_id)
     referrers = services.tenant.referrers(type_name)
     await services.cache.written(type_name, record_id, affected=referrers)
-    try:
-        async with services.writer.begin() as conn:
-            held = await blobs.held(conn, services, type_def, record_id)  # its files' blobs
-            await _delete(conn, services, principal, type_def, record_id)
-    except IntegrityError as exc:
-        raise _still_referenced(type_name) from exc
-    await services.cache.written(type_name, record_id, affected=referrers)
     await blobs.release(services, held)  # deleted unless another record holds them too
-
-
-# The same writes on a caller's connection, for several writes in one transaction (the
-# commands of `resolvers.commands`). Each runs in a savepoint: a write that fails (a
-# unique value taken, a record created outside the create scope) leaves nothing behind,
-# even if the caller goes on. Bumping the response cache around the transaction is the
-# caller's duty, as `create_record` does it here.
 
 
 async def create_in(
@@ -679,13 +662,7 @@ async def create_in(
     data: Mapping[str, Any],
 ) -> int:
     """`create_record` on `conn`, inside the caller's transaction; the new record's id."""
-    type_def = _type(services, principal, type_name, "create")
-    fields = _writable(principal, type_def, data, complete=True)
-    try:
-        async with conn.begin_nested():
-            return await _insert(conn, services, principal, type_def, fields)
-    except IntegrityError as exc:
-        raise await _conflict(services, type_def, fields, exc, conn) from exc
+    return await _create(services, principal, type_name, data, conn)
 
 
 async def update_in(  # noqa: PLR0917 - `update_record`'s arguments and the connection
@@ -699,14 +676,7 @@ async def update_in(  # noqa: PLR0917 - `update_record`'s arguments and the conn
     replace: bool = False,
 ) -> None:
     """`update_record` on `conn`, inside the caller's transaction."""
-    type_def = _type(services, principal, type_name, "update")
-    _check_id(type_name, record_id)
-    fields = _writable(principal, type_def, data, complete=replace)
-    try:
-        async with conn.begin_nested():
-            await _update(conn, services, principal, type_def, record_id, fields)
-    except IntegrityError as exc:
-        raise await _conflict(services, type_def, fields, exc, conn) from exc
+    await _update(services, principal, type_name, record_id, data, conn, replace=replace)
 
 
 async def delete_in(
@@ -718,15 +688,7 @@ async def delete_in(
 ) -> list[str]:
     """`delete_record` on `conn`, inside the caller's transaction; the digests of the
     files the record held, for `blobs.release` once that transaction has committed."""
-    type_def = _type(services, principal, type_name, "delete")
-    _check_id(type_name, record_id)
-    try:
-        async with conn.begin_nested():
-            held = await blobs.held(conn, services, type_def, record_id)
-            await _delete(conn, services, principal, type_def, record_id)
-    except IntegrityError as exc:
-        raise _still_referenced(type_name) from exc
-    return held
+    return await _delete(services, principal, type_name, record_id, conn)
 
 
 async def readback_in(
@@ -744,7 +706,89 @@ async def readback_in(
         return {"id": record_id}
 
 
-async def _insert(
+async def _readback(
+    services: Services, principal: Principal, type_name: str, record_id: int
+) -> Record:
+    """`readback_in` once the write has committed."""
+    async with services.engine.connect() as conn:
+        return await readback_in(conn, services, principal, type_name, record_id)
+
+
+@asynccontextmanager
+async def _writing(
+    services: Services, conn: AsyncConnection | None
+) -> AsyncIterator[AsyncConnection]:
+    """A transaction of its own, or a savepoint on the caller's `conn`."""
+    if conn is None:
+        async with services.writer.begin() as own:
+            yield own
+    else:
+        async with conn.begin_nested():
+            yield conn
+
+
+async def _create(
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    data: Mapping[str, Any],
+    conn: AsyncConnection | None = None,
+) -> int:
+    type_def = _type(services, principal, type_name, "create")
+    fields = _writable(principal, type_def, data, complete=True)
+    await services.cache.written(type_name, None)
+    try:
+        async with _writing(services, conn) as on:
+            return await _insert_row(on, services, principal, type_def, fields)
+    except IntegrityError as exc:
+        # Rolled back: `conn`'s savepoint only, or the whole transaction of its own.
+        raise await _conflict(services, type_def, fields, exc, conn) from exc
+
+
+async def _update(  # noqa: PLR0917 - `update_in`'s arguments
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    record_id: int,
+    data: Mapping[str, Any],
+    conn: AsyncConnection | None = None,
+    *,
+    replace: bool,
+) -> None:
+    type_def = _type(services, principal, type_name, "update")
+    _check_id(type_name, record_id)
+    fields = _writable(principal, type_def, data, complete=replace)
+    await services.cache.written(type_name, record_id)
+    try:
+        async with _writing(services, conn) as on:
+            await _update_row(on, services, principal, type_def, record_id, fields)
+    except IntegrityError as exc:
+        raise await _conflict(services, type_def, fields, exc, conn) from exc
+
+
+async def _delete(
+    services: Services,
+    principal: Principal,
+    type_name: str,
+    record_id: int,
+    conn: AsyncConnection | None = None,
+) -> list[str]:
+    """Delete a record; the digests of the files it held (release them after the commit)."""
+    type_def = _type(services, principal, type_name, "delete")
+    _check_id(type_name, record_id)
+    # Deleting nulls (or drops, in link tables) the references other records hold to it.
+    referrers = services.tenant.referrers(type_name)
+    await services.cache.written(type_name, record_id, affected=referrers)
+    try:
+        async with _writing(services, conn) as on:
+            held = await blobs.held(on, services, type_def, record_id)
+            await _delete_row(on, services, principal, type_def, record_id)
+    except IntegrityError as exc:
+        raise _still_referenced(type_name) from exc
+    return held
+
+
+async def _insert_row(
     conn: AsyncConnection,
     services: Services,
     principal: Principal,
@@ -777,7 +821,7 @@ async def _insert(
     return record_id
 
 
-async def _update(  # noqa: PLR0917 - a private step of two public writes
+async def _update_row(  # noqa: PLR0917 - a private step of `_update`
     conn: AsyncConnection,
     services: Services,
     principal: Principal,
@@ -799,7 +843,7 @@ async def _update(  # noqa: PLR0917 - a private step of two public writes
     await _write_children(conn, services, type_def, record_id, fields, replace=True)
 
 
-async def _delete(
+async def _delete_row(
     conn: AsyncConnection,
     services: Services,
     principal: Principal,
@@ -955,13 +999,3 @@ async def _conflict(
             if taken is not None:
                 return Conflict(f"another {type_def.name} already has this {name}", field=name)
     return Conflict(f"the {type_def.name} conflicts with existing data: {type(exc.orig).__name__}")
-
-
-async def _readback(
-    services: Services, principal: Principal, type_def: TypeDef, record_id: int
-) -> Record:
-    """The written record as the caller may see it (only its id if it may not read it)."""
-    try:
-        return await get_record(services, principal, type_def.name, record_id)
-    except (NotFound, Forbidden):
-        return {"id": record_id}

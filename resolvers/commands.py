@@ -27,8 +27,8 @@ function with a `CommandContext` on ONE database transaction. Everything it read
 writes goes through `resolvers.collections` with the caller's rights (scopes, hidden and
 read-only fields, references) and is attributed to the caller. The command either fully
 happens or not at all: any exception rolls every write back. The response cache is
-bumped before each write and again, for every record and type written, after the
-commit, as the single writes do.
+bumped before each write (by `resolvers.collections`, once the write is checked) and
+again, here, for every record and type written, after the commit.
 """
 
 from __future__ import annotations
@@ -477,7 +477,6 @@ class CommandContext:
         from resolvers import collections as records  # noqa: PLC0415 - see TYPE_CHECKING
 
         async with self._using() as conn:
-            await self._before(_Write(type_name, None))
             record_id = await records.create_in(
                 conn, self._services, self.principal, type_name, data
             )
@@ -499,12 +498,11 @@ class CommandContext:
         from resolvers import collections as records  # noqa: PLC0415 - see TYPE_CHECKING
 
         async with self._using() as conn:
-            write = _Write(type_name, record_id, self._services.tenant.referrers(type_name))
-            await self._before(write)
             held = await records.delete_in(
                 conn, self._services, self.principal, type_name, record_id
             )
-            self._writes.append(write)
+            referrers = self._services.tenant.referrers(type_name)
+            self._writes.append(_Write(type_name, record_id, referrers))
             self._held += held
 
     async def _update(
@@ -513,12 +511,10 @@ class CommandContext:
         from resolvers import collections as records  # noqa: PLC0415 - see TYPE_CHECKING
 
         async with self._using() as conn:
-            write = _Write(type_name, record_id)
-            await self._before(write)
             await records.update_in(
                 conn, self._services, self.principal, type_name, record_id, data, replace=replace
             )
-            self._writes.append(write)
+            self._writes.append(_Write(type_name, record_id))
             return await records.readback_in(
                 conn, self._services, self.principal, type_name, record_id
             )
@@ -529,14 +525,6 @@ class CommandContext:
             if not self._open:
                 raise RuntimeError(f"the command {self.command} has ended: its handle is closed")
             yield self._conn
-
-    async def _before(self, write: _Write) -> None:
-        """Bump the generations a write touches before it happens (and again after the
-        commit): a read racing the transaction cannot store what it saw as current."""
-        if write.type_name in self._services.tenant.types:
-            await self._services.cache.written(
-                write.type_name, write.record_id, affected=write.affected
-            )
 
     async def _audit(self, conn: AsyncConnection, type_name: str, record_id: int) -> None:
         await conn.execute(
