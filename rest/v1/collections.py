@@ -17,7 +17,7 @@ as ISO 8601 with the caller's offset, multi-valued properties in the tenant's
 import dataclasses
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post, put
@@ -30,10 +30,10 @@ from litestar.openapi.spec import (
     Reference,
     Schema,
 )
-from litestar.params import JSONBody, PathParameter, QueryParameter, SkipValidation
+from litestar.params import JSONBody, PathParameter, SkipValidation
 
 from resolvers import collections as records
-from resolvers import query_grammar, reads
+from resolvers import reads
 from resolvers.errors import FieldError, Invalid
 from resolvers.principal import Principal
 from resolvers.services import Services
@@ -43,14 +43,11 @@ from resolvers.values import MAX_ITEMS, SYSTEM_PROPERTIES, USERS
 from rest.caching import CACHED_HEADERS, NOT_MODIFIED, cached_response, wants_fresh
 from rest.openapi import Ref, documented, problems
 from rest.v1.files import create_hook, create_operation
+from rest.v1.list_params import DECLARED, MAX_CURSOR, ListParams, equalities
 
 __all__ = ["collection_routers"]
 
-_CONTROL = frozenset(
-    {"_filter", "_order", "_limit", "_offset", "_after", "_fields", "_hide", "_count", "_noCache"}
-)
 _INT64_MIN, _INT64_MAX = -(2**63), MAX_ID
-_MAX_CURSOR = 4096
 _MAX_NAMES = 200
 _MAX_TEXT_INPUT = 64  # resolvers.values: longer dates, months and instants are never valid
 _MAX_EMAIL = 254
@@ -353,7 +350,7 @@ def _search_schema(_ref: Ref) -> Schema:
             "limit": _nullable(Schema(type=_INTEGER, minimum=1, maximum=records.MAX_LIMIT)),
             "offset": _nullable(Schema(type=_INTEGER, minimum=0, maximum=records.MAX_OFFSET)),
             "after": _nullable(
-                Schema(type=_STRING, max_length=_MAX_CURSOR, description="A previous `meta.next`.")
+                Schema(type=_STRING, max_length=MAX_CURSOR, description="A previous `meta.next`.")
             ),
             "fields": _names_schema("Show only these (and `id`)."),
             "hide": _names_schema("Hide these."),
@@ -446,10 +443,6 @@ def _body(data: object) -> dict[str, Any]:
     return data
 
 
-def _equalities(request: Request[Any, Any, Any]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in request.query_params.items() if k not in _CONTROL]
-
-
 # --- routes -----------------------------------------------------------------------
 
 
@@ -478,17 +471,17 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         no_cache: int = 0,
     ) -> Response[bytes]:
         """Records in the caller's read scope; unknown query parameters are equality filters."""
-        query = records.list_query(
-            filter=filter_,
+        query = ListParams(
+            filter_=filter_,
             order=order,
             limit=limit,
             offset=offset,
-            after=after or None,
+            after=after,
             fields=fields,
             hide=hide,
             count=count,
-            equals=_equalities(request),
-        )
+            equals=equalities(request.query_params.items()),
+        ).list_query()
         fresh = wants_fresh(request, no_cache)
         found = await reads.list_body(services, principal, name, query, fresh=fresh)
         return cached_response(request, found)
@@ -667,8 +660,8 @@ def _annotate(
         elif key == "data":
             # Decoded JSON, unconverted: the resolvers (or `_strict`) check every field.
             annotations[key] = _subscript(JSONBody, _subscript(SkipValidation, body))
-        elif key in _QUERY:
-            annotations[key] = _QUERY[key]
+        elif key in DECLARED:
+            annotations[key] = DECLARED[key]
     annotations["return"] = None if returned is None else returned
     handler.__annotations__ = annotations
 
@@ -676,40 +669,6 @@ def _annotate(
 def _subscript(generic: Any, argument: Any) -> Any:
     """`generic[argument]` for a type built at runtime (a static checker cannot follow it)."""
     return generic[argument]
-
-
-def _query(python_type: Any, name: str, description: str, **constraints: Any) -> Any:
-    return Annotated[python_type, QueryParameter(name=name, description=description, **constraints)]
-
-
-_QUERY: dict[str, Any] = {
-    "filter_": _query(
-        str,
-        "_filter",
-        "Query grammar, e.g. `status in ('open','won') and amount >= 10`.",
-        max_length=query_grammar.MAX_TEXT,
-    ),
-    "order": _query(
-        str, "_order", "Comma-separated fields, `-` for descending, e.g. `name,-created_on`."
-    ),
-    "limit": _query(
-        int,
-        "_limit",
-        f"Page size, at most {records.MAX_LIMIT}.",
-        ge=1,
-        le=records.MAX_LIMIT,
-    ),
-    "offset": _query(
-        int, "_offset", "Rows to skip (or use `_after`).", ge=0, le=records.MAX_OFFSET
-    ),
-    "after": _query(
-        str, "_after", "The `meta.next` cursor of the previous page.", max_length=_MAX_CURSOR
-    ),
-    "fields": _query(str, "_fields", "Comma-separated fields to show (id always shown)."),
-    "hide": _query(str, "_hide", "Comma-separated fields to hide."),
-    "count": _query(Literal[0, 1], "_count", "1 adds `meta.total`, the exact count."),
-    "no_cache": _query(Literal[0, 1], "_noCache", "1 bypasses the response cache."),
-}
 
 
 def _equality_parameters(type_def: TypeDef) -> list[Parameter]:
