@@ -1,14 +1,20 @@
-"""The one mapping from errors to RFC 9457 problem+json responses."""
+"""The one mapping from errors to RFC 9457 problem+json responses.
+
+Litestar's exception handlers (`EXCEPTION_HANDLERS`) answer with it, and so does the ASGI
+edge (`rest.hot_reads`), which answers a resolver's error before any routing:
+`encoded_problem` gives it the very bytes Litestar would send.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,7 +35,15 @@ from resolvers.errors import (
 )
 from resolvers.outages import as_unavailable
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "PROBLEM_STATUSES", "problem"]
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "PROBLEM_JSON",
+    "PROBLEM_STATUSES",
+    "EncodedProblem",
+    "encoded_problem",
+    "gateway_problem",
+    "problem",
+]
 
 PROBLEM_JSON = "application/problem+json"
 _log = logging.getLogger("gateway.errors")
@@ -80,7 +94,8 @@ def problem(
     )
 
 
-def _gateway_error(_request: Request[Any, Any, Any], exc: GatewayError) -> Response[dict[str, Any]]:
+def gateway_problem(exc: GatewayError) -> Response[dict[str, Any]]:
+    """The problem answering a resolver's error, with the headers its kind calls for."""
     status = next(code for cls, code in _STATUS.items() if isinstance(exc, cls))
     headers: dict[str, str] = {}
     errors: list[dict[str, str]] | None = None
@@ -102,6 +117,31 @@ def _gateway_error(_request: Request[Any, Any, Any], exc: GatewayError) -> Respo
         headers=headers,
         extensions=extensions,
     )
+
+
+class EncodedProblem(NamedTuple):
+    """A problem response as ASGI messages carry it."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+def encoded_problem(exc: GatewayError) -> EncodedProblem:
+    """`gateway_problem(exc)` encoded as Litestar's exception middleware encodes it (see
+    `Response.to_asgi_response`), for an answer in plain ASGI outside Litestar."""
+    response = gateway_problem(exc)
+    encoded = ASGIResponse(
+        body=response.render(response.content, PROBLEM_JSON),
+        headers=response.headers,
+        media_type=PROBLEM_JSON,
+        status_code=response.status_code,
+    )
+    return EncodedProblem(encoded.status_code, encoded.encode_headers(), encoded.body)
+
+
+def _gateway_error(_request: Request[Any, Any, Any], exc: GatewayError) -> Response[dict[str, Any]]:
+    return gateway_problem(exc)
 
 
 def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
@@ -157,7 +197,7 @@ def _outage_or_unexpected(
     _log.warning(
         "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
     )
-    return _gateway_error(request, unavailable)
+    return gateway_problem(unavailable)
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {

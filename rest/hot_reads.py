@@ -10,15 +10,20 @@ more than the read itself. `HotReads` answers them in plain ASGI with the very c
 `If-None-Match`, `X-Cache`, `Cache-Control: private, no-cache`; `Vary` as
 `rest.v1.security.private_responses`).
 
+The resolvers' errors (a missing, bad or revoked key, a refused or invalid request, a
+missing record) are answered here too, with the problem Litestar's exception handler
+would send (`rest.errors.encoded_problem`): asking Litestar instead would make every
+resolver call again. The list's parameters are read as the route reads them
+(`rest.v1.list_params`), and checked in the route's order: the key, then the parameters,
+then the read.
+
 It answers only what it can answer exactly as the routes would. Everything else is left
-to Litestar, which answers it as before: another method or path, a missing key, a key
-or anything key-like in the query string, an `Origin` (CORS), a
-parameter out of the routes' declared bounds or given twice, a `read_access_logging`
-type (each of its reads writes an audit row and must happen once), and any error at
-all (a bad key, a refused or invalid request, a missing record) — Litestar then makes
-the same call again and answers its problem. `tests/integration/test_hot_reads.py`
-sends the same requests to an app with and without it and compares status, headers
-and bodies.
+to Litestar, which answers it as before: another method or path, an unknown type, a key
+or anything key-like in the query string, an `Origin` (CORS), a parameter out of the
+routes' declared bounds or given twice, a `read_access_logging` type (each of its reads
+writes an audit row and must happen once), and a database outage (Litestar asks again
+and answers 503). `tests/integration/test_hot_reads.py` sends the same requests to an
+app with and without it and compares status, headers and bodies.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from urllib.parse import parse_qsl
 from sqlalchemy import exc as sa_exc
 
 from resolvers import collections as records
-from resolvers import query_grammar, reads
+from resolvers import reads
 from resolvers.auth import authenticate
 from resolvers.cache import Cached
 from resolvers.errors import GatewayError
@@ -40,28 +45,17 @@ from resolvers.services import Services
 from resolvers.storage import MAX_ID
 from resolvers.tenant import Tenant
 from rest.caching import CACHE_CONTROL, asks_no_cache, etag_matches
+from rest.errors import EncodedProblem, encoded_problem
 from rest.observability import note_user
+from rest.v1.list_params import ListParams, read_pairs
 from rest.v1.security import KEY_PARAMETERS, VARY, presented_key
 
 __all__ = ["HotPath", "HotReads", "Receive", "Send"]
 
 _PREFIX = "/api/v1/collections/"
-_CONTROL = {
-    "_filter": "filter",
-    "_order": "order",
-    "_limit": "limit",
-    "_offset": "offset",
-    "_after": "after",
-    "_fields": "fields",
-    "_hide": "hide",
-    "_count": "count",
-    "_noCache": "no_cache",
-}
-"""The list's control parameters; any other name is an equality filter."""
 _NO_CACHE = b"_noCache=1"
 _GET_QUERIES = frozenset({b"", _NO_CACHE, b"_noCache=0"})
 """The query strings of a get the edge answers (the route's only parameter)."""
-_MAX_CURSOR = 4096  # as the route declares `_after`
 _MAX_PATH_PARAMETER = 500  # as the get-by route declares its property and value
 _MAX_QUERY = 8192
 """Longer query strings are left to Litestar (they are rare and never hot)."""
@@ -116,48 +110,59 @@ class HotReads:
         headers = scope["headers"]
         if templates is None or any(name == b"origin" for name, _ in headers):
             return False  # CORS headers are Litestar's to add
-        key = presented_key(headers)
-        if key is None:
-            return False
         wanted = _wanted(tail, scope["query_string"])
         if wanted is None:
             return False
-        fresh = wanted.fresh or asks_no_cache(headers)
+        found: Cached | EncodedProblem
         try:
-            principal = await authenticate(services, key)
-            if wanted.kind == "list":
-                found = await reads.list_body(
-                    services, principal, type_name, wanted.argument, fresh=fresh
-                )
-            elif wanted.kind == "get":
-                found = await reads.record_body(
-                    services, principal, type_name, wanted.argument, fresh=fresh
-                )
-            else:
-                name, value = wanted.argument
-                found = await reads.record_by_body(
-                    services, principal, type_name, name, value, fresh=fresh
-                )
-        except GatewayError:
-            return False  # Litestar asks again and answers the problem
+            found = await _read(services, headers, type_name, wanted)
+        except GatewayError as exc:
+            found = encoded_problem(exc)  # the route's problem, without asking again
         except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
             if not is_outage(exc):
                 raise
             return False  # a database outage: Litestar asks again and answers 503
-        template = templates[_TEMPLATE[wanted.kind]]
-        note_user(principal.user_id)
-        scope["path_template"] = template  # Litestar's own form: access log and metrics
-        await _send(scope, send, found)
+        # Litestar's own form of the route: access log and metrics.
+        scope["path_template"] = templates[_TEMPLATE[wanted.kind]]
+        if isinstance(found, EncodedProblem):
+            await _send_problem(send, found)
+        else:
+            await _send(scope, send, found)
         self.answered += 1
         return True
+
+
+async def _read(
+    services: Services, headers: list[tuple[bytes, bytes]], type_name: str, wanted: _Wanted
+) -> Cached:
+    """The route's calls in the route's order: Litestar resolves the caller before the
+    handler reads the list's parameters, and both before the read."""
+    principal = await authenticate(services, presented_key(headers))
+    note_user(principal.user_id)
+    fresh = wanted.fresh or asks_no_cache(headers)
+    if wanted.kind == "list":
+        listing: _Listing = wanted.argument
+        query = listing.params.list_query() if listing.query is None else listing.query
+        return await reads.list_body(services, principal, type_name, query, fresh=fresh)
+    if wanted.kind == "get":
+        return await reads.record_body(services, principal, type_name, wanted.argument, fresh=fresh)
+    name, value = wanted.argument
+    return await reads.record_by_body(services, principal, type_name, name, value, fresh=fresh)
 
 
 class _Wanted(NamedTuple):
     kind: Literal["list", "get", "by"]
     argument: Any
-    """The list's `ListQuery`, the get's id, or the get-by's (property, value)."""
+    """The list's `_Listing`, the get's id, or the get-by's (property, value)."""
     fresh: bool
     """`_noCache=1`."""
+
+
+class _Listing(NamedTuple):
+    params: ListParams
+    query: records.ListQuery | None
+    """None where the grammar refuses the parameters: `params.list_query()` raises its
+    error once the key is checked."""
 
 
 _TEMPLATE = {"list": 0, "get": 1, "by": 2}
@@ -167,8 +172,8 @@ def _wanted(tail: str, query: bytes) -> _Wanted | None:
     """What the path below `/collections/{T}` and the query string ask, as the routes
     would read them; None where a route must decide."""
     if not tail:
-        parsed = _list_query(query)
-        return None if parsed is None else _Wanted("list", *parsed)
+        listing = _listing(query)
+        return None if listing is None else _Wanted("list", listing, bool(listing.params.no_cache))
     if query not in _GET_QUERIES:
         return None
     fresh = query == _NO_CACHE
@@ -185,9 +190,9 @@ def _wanted(tail: str, query: bytes) -> _Wanted | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _list_query(query: bytes) -> tuple[records.ListQuery, bool] | None:
-    """The list route's `ListQuery` and `_noCache`, or None where the route must parse
-    the request.
+def _listing(query: bytes) -> _Listing | None:
+    """The list route's parameters and their `ListQuery`, or None where the route must
+    read the request.
 
     Remembered by the query string: a `ListQuery` holds no user and no type (both apply
     when it is read), and integrations repeat the same few queries.
@@ -204,54 +209,15 @@ def _list_query(query: bytes) -> tuple[records.ListQuery, bool] | None:
         pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=200)
     except (UnicodeDecodeError, ValueError):
         return None
-    control: dict[str, str] = {}
-    equals: list[tuple[str, str]] = []
-    for name, value in pairs:
-        if name.lower() in KEY_PARAMETERS or value.startswith("jgw_") or name in control:
-            return None  # a key in the URL (400) or a parameter given twice
-        if name in _CONTROL:
-            control[name] = value
-        else:
-            equals.append((name, value))
-    limit = _bounded(control.get("_limit"), records.DEFAULT_LIMIT, 1, records.MAX_LIMIT)
-    offset = _bounded(control.get("_offset"), 0, 0, records.MAX_OFFSET)
-    count = _bounded(control.get("_count"), 0, 0, 1)
-    no_cache = _bounded(control.get("_noCache"), 0, 0, 1)
-    filter_text = control.get("_filter", "")
-    after = control.get("_after", "")
-    if (
-        limit is None
-        or offset is None
-        or count is None
-        or no_cache is None
-        or len(filter_text) > query_grammar.MAX_TEXT
-        or len(after) > _MAX_CURSOR
-    ):
+    if any(name.lower() in KEY_PARAMETERS or value.startswith("jgw_") for name, value in pairs):
+        return None  # a key in the URL: the route refuses it (400)
+    params = read_pairs(pairs)
+    if params is None:
         return None
     try:
-        listing = records.list_query(
-            filter=filter_text,
-            order=control.get("_order", ""),
-            limit=limit,
-            offset=offset,
-            after=after or None,
-            fields=control.get("_fields", ""),
-            hide=control.get("_hide", ""),
-            count=count,
-            equals=equals,
-        )
+        return _Listing(params, params.list_query())
     except GatewayError:
-        return None  # the route answers the problem (a bad filter, order or fields)
-    return listing, bool(no_cache)
-
-
-def _bounded(text: str | None, default: int, low: int, high: int) -> int | None:
-    if text is None:
-        return default
-    if not (text.isascii() and text.isdigit()) or len(text) > 20:
-        return None
-    value = int(text)
-    return value if low <= value <= high else None
+        return _Listing(params, None)
 
 
 async def _send(scope: dict[str, Any], send: Send, found: Cached) -> None:
@@ -265,3 +231,9 @@ async def _send(scope: dict[str, Any], send: Send, found: Cached) -> None:
     headers += [_JSON, (b"content-length", str(len(found.body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": found.body})
+
+
+async def _send_problem(send: Send, problem: EncodedProblem) -> None:
+    start = {"type": "http.response.start", "status": problem.status, "headers": problem.headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": problem.body})

@@ -3,27 +3,33 @@ backends.
 
 The same requests go to the app (`api`, hot reads on) and to a second app on the same
 database and Valkey built with `hot_reads=False`, where Litestar routes every request.
-Status, body and every header but `date` and `x-request-id` must be equal, and the
-edge must have answered exactly the requests it claims (`HotReads.answered`): gets and
-lists, cached or bypassing the cache; never errors, keys in the URL, CORS or audited
-types.
+Status, body and every header but `date` and `x-request-id` (for REST in order) must be equal,
+and the edge must have answered exactly the requests it claims (`HotReads.answered`):
+gets and lists, cached or bypassing the cache, and the resolvers' errors; never keys in
+the URL, parameters out of bounds, CORS, unknown or audited types.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from httpx import Response
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import event
 
 from gateway.app import create_app
 from rest.edge import GatewayApp
 from rest.hot_reads import HotReads
 from schema.http import GraphQLEdge
-from tests.conftest import Api
+from tests.conftest import Api, Backend, make_settings, start_api
 from tests.integration.test_graphql import _create, _user
 
 COLLECTIONS = "/api/v1/collections"
@@ -51,9 +57,10 @@ def _edge(api: Api) -> GraphQLEdge:
     return edge
 
 
-def _comparable(response: Response) -> tuple[int, dict[str, str], bytes]:
-    headers = {k: v for k, v in response.headers.items() if k not in _VOLATILE}
-    return response.status_code, headers, response.content
+def _comparable(response: Response, *, ordered: bool = True) -> tuple[int, Any, bytes]:
+    """Status, headers (in order, unless not `ordered`) and body."""
+    headers = [(k, v) for k, v in response.headers.multi_items() if k not in _VOLATILE]
+    return response.status_code, headers if ordered else sorted(headers), response.content
 
 
 async def _same(
@@ -153,44 +160,163 @@ async def test_cached_reads_are_answered_at_the_edge_exactly_as_routed(
         assert revalidated.status_code == status
 
 
-async def test_what_the_edge_leaves_to_litestar_is_answered_the_same(
+_BAD_KEY = "jgw_0000000000000000_" + "x" * 43
+
+
+async def test_errors_are_answered_at_the_edge_exactly_as_routed(
     api: Api, routed: AsyncTestClient[Litestar], seeded: dict[str, Any]
 ) -> None:
     auth = api.auth(api.admin_key)
     _, reporter_key = await _user(api, "edge-reporter", "reporter")
     reporter = api.auth(reporter_key)
+    _, integration_key = await _user(api, "edge-integration", "integration")
+    integration = api.auth(integration_key)
+    _, revoked_key = await _user(api, "edge-revoked", "integration")
+    revoked = await api.client.delete("/api/v1/auth/keys/current", headers=api.auth(revoked_key))
+    assert revoked.status_code == 204
+    secret = await _create(api, "Document", {"title": "Secret", "confidential": True})
+    acme = seeded["Acme"]
+    errors = [
+        # the key: bad, missing, malformed, revoked; checked before anything else
+        (f"Company/{acme}", "", {"Authorization": f"Bearer {_BAD_KEY}"}, 401),
+        (f"Company/{acme}", "", {"X-API-Key": _BAD_KEY}, 401),
+        (f"Company/{acme}", "", {}, 401),
+        ("Company", "", {"Authorization": "Basic cm9vdDpyb290"}, 401),
+        ("Company/by/registration_no/R-50", "", {"Authorization": "Bearer nope"}, 401),
+        ("Company", "_order=name", api.auth(revoked_key), 401),
+        ("Company/999999", "", {"Authorization": f"Bearer {_BAD_KEY}"}, 401),
+        ("Company", "_filter=name+%3D", {}, 401),
+        # the record: missing, outside the role's row scope, of a type the role cannot read
+        ("Company/999999", "", auth, 404),
+        ("Company/999999", "_noCache=1", auth, 404),
+        (f"Document/{secret}", "", integration, 404),
+        (f"Document/{secret}", "", reporter, 403),
+        ("Document", "", reporter, 403),
+        ("Company/by/registration_no/none", "", auth, 404),
+        ("Company/by/nope/R-50", "", auth, 422),
+        ("Company/by/name/Acme", "", auth, 422),
+        # the list's parameters: the grammar, unknown and hidden fields, paging
+        ("Company", "_filter=name+%3D", auth, 422),
+        ("Company", "_filter=nope+%3D+1", auth, 422),
+        ("Company", "_order=nope", auth, 422),
+        ("Company", "nope=1", auth, 422),
+        ("Company", "employees=many", auth, 422),
+        ("Company", "_offset=1&_after=abc", auth, 422),
+        ("Company", "_after=not-a-cursor", auth, 422),
+        ("Deal", "_fields=margin_percent", reporter, 422),
+        ("Deal", "_order=-margin_percent", reporter, 422),
+        ("Deal", "_filter=margin_percent+%3E+1", reporter, 422),
+        ("Deal", "margin_percent=3.5", reporter, 422),
+    ]
+    for path, query, headers, status in errors:
+        found = await _same(api, routed, path, hot=True, query=query, headers=headers)
+        assert found.status_code == status, (path, query, found.text)
+        assert found.headers["content-type"] == "application/problem+json"
+        assert found.headers["cache-control"] == "no-store"
+        assert ("www-authenticate" in found.headers) == (status == 401)
+
+
+async def test_what_the_edge_leaves_to_litestar_is_answered_the_same(
+    api: Api, routed: AsyncTestClient[Litestar], seeded: dict[str, Any]
+) -> None:
+    auth = api.auth(api.admin_key)
     acme = seeded["Acme"]
     cold = [
-        # errors: a bad or missing key, a missing record, bad parameters, hidden fields
-        (f"Company/{acme}", "", {"Authorization": "Bearer jgw_0000000000000000_" + "x" * 43}),
-        (f"Company/{acme}", "", {}),
-        ("Company/999999", "", auth),
+        # parameters out of the routes' declared bounds, or given twice
         ("Company/0", "", auth),
         ("Company/99999999999999999999", "", auth),
+        ("Company/" + "9" * 5000, "", auth),
         ("Company", "_limit=0", auth),
         ("Company", "_limit=1001", auth),
         ("Company", "_limit=abc", auth),
         ("Company", "_limit=1&_limit=2", auth),
-        ("Company", "_filter=name+%3D", auth),
-        ("Company", "nope=1", auth),
-        ("Deal", "_fields=margin_percent", reporter),
-        ("Deal", "margin_percent=3.5", reporter),
-        # keys in the URL, bypasses, CORS, an audited type, other forms
+        ("Company", "_limit=0", {}),
+        ("Company", "_filter=" + "x" * 5000, auth),
         ("Company", "_noCache=2", auth),
         (f"Company/{acme}", "_noCache=1&x=1", auth),
+        ("Company/by/registration_no/", "", auth),
+        ("Company/by/registration_no/R-50", "x=1", auth),
+        # keys in the URL, CORS, an audited type, an unknown or internal type
         ("Company", "api_key=secret", auth),
         ("Company", "name=jgw_x", auth),
         (f"Company/{acme}", "", {**auth, "Origin": "https://app.example"}),
         (f"Activity/{seeded['activity']}", "", auth),
-        ("Company/by/registration_no/none", "", auth),
-        ("Company/by/nope/R-50", "", auth),
-        ("Company/by/registration_no/", "", auth),
-        ("Company/by/registration_no/R-50", "x=1", auth),
-        ("Company/" + "9" * 5000, "", auth),
         ("Nope", "", auth),
+        ("Nope/1", "", auth),
+        ("SyncCursor", "", auth),
     ]
     for path, query, headers in cold:
         await _same(api, routed, path, hot=False, query=query, headers=headers)
+
+
+@contextmanager
+def _record_reads(app: Litestar, table: str) -> Iterator[list[str]]:
+    """The statements `app` sends that read `table`, while inside."""
+    seen: list[str] = []
+    engine = app.state.services.engine.sync_engine
+    named = re.compile(rf"\b{table}\b")
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if named.search(statement):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_a_missing_record_is_read_once(
+    api: Api, routed: AsyncTestClient[Litestar], seeded: dict[str, Any]
+) -> None:
+    """A miss is never cached: before the edge answered errors, Litestar read it again."""
+    auth = api.auth(api.admin_key)
+    url = f"{COLLECTIONS}/Company/999999"
+    with _record_reads(routed.app, "c_company") as routed_reads:
+        assert (await routed.get(url, headers=auth)).status_code == 404
+    before = _hot(api).answered
+    with _record_reads(api.app, "c_company") as edge_reads:
+        assert (await api.client.get(url, headers=auth)).status_code == 404
+    assert _hot(api).answered == before + 1
+    assert len(edge_reads) == len(routed_reads) == 1, edge_reads
+
+
+@pytest.fixture
+async def valkey_down(
+    backend: Backend, cache_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Api, AsyncTestClient[Litestar]]]:
+    """`api` and `routed` on a Valkey that is not there (a closed port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    settings = make_settings(backend, cache_url, tmp_path / "data")
+    settings = replace(
+        settings, valkey=replace(settings.valkey, url=f"valkey://127.0.0.1:{closed_port}")
+    )
+    async for started in start_api(settings):
+        async with AsyncTestClient(create_app(settings, hot_reads=False)) as client:
+            yield started, client
+
+
+async def test_with_valkey_down_the_edge_answers_as_routed(
+    valkey_down: tuple[Api, AsyncTestClient[Litestar]],
+) -> None:
+    api, routed = valkey_down
+    auth = api.auth(api.admin_key)
+    acme = await _create(api, "Company", {"name": "Acme", "registration_no": "R-1"})
+    for path, query, headers, status in (
+        (f"Company/{acme}", "", auth, 200),
+        ("Company", "_order=name", auth, 200),
+        ("Company/by/registration_no/R-1", "", auth, 200),
+        ("Company/999999", "", auth, 404),
+        ("Company", "_filter=name+%3D", auth, 422),
+        (f"Company/{acme}", "", {"Authorization": f"Bearer {_BAD_KEY}"}, 401),
+    ):
+        found = await _same(api, routed, path, hot=True, query=query, headers=headers)
+        assert found.status_code == status, (path, found.text)
+        if status == 200:
+            assert found.headers["x-cache"] == "BYPASS"
 
 
 async def test_a_write_is_seen_by_the_next_edge_read(
@@ -225,7 +351,7 @@ async def _same_graphql(
     answered = await api.client.post("/graphql", content=content, headers=sent)
     assert _edge(api).answered - before == (1 if hot else 0), (content, answered.text)
     again = await routed.post("/graphql", content=content, headers=sent)
-    assert _comparable(answered) == _comparable(again), content
+    assert _comparable(answered, ordered=False) == _comparable(again, ordered=False), content
     return answered
 
 
