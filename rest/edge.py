@@ -10,7 +10,8 @@ the API as it answers (see `rest.openapi`), and, given an `observer`, runs every
 request through it (request id, access log, metrics: see `rest.observability`). Given
 `hot` paths, it offers each HTTP request to them before Litestar routes it: cached
 collection reads (`rest.hot_reads`) and plain GraphQL reads (`schema.http`) are
-answered there.
+answered there. A request they leave has its API key checked here too
+(`rest.v1.security.check_presented_key`), before Litestar routes it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive
 from rest.hot_reads import HotPath
 from rest.observability import Observer
 from rest.openapi import ApiDocumentation
+from rest.v1.security import check_presented_key
 
 __all__ = ["GatewayApp"]
 
@@ -64,14 +66,15 @@ class GatewayApp(Litestar):
         if raw["type"] != "http":
             await super().__call__(raw, receive, send)  # type: ignore[arg-type]
             return
-        app = self._hot_or_routed if self.hot else super().__call__
+        app = self._checked_or_routed
         if self._observer is not None:
             await self._observer(app, raw, receive, send)  # type: ignore[arg-type]
             return
         await app(raw, receive, send)  # type: ignore[arg-type]
 
-    async def _hot_or_routed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A request answered by a hot path at the edge, or routed by Litestar."""
+    async def _checked_or_routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request answered by a hot path at the edge, or routed by Litestar once its
+        key (if it presents one) has been checked."""
         services = getattr(self.state, "services", None)  # none before start-up
         if services is not None:
             raw: dict[str, Any] = scope  # type: ignore[assignment]  # read as plain ASGI
@@ -80,4 +83,5 @@ class GatewayApp(Litestar):
                 if left is None:
                     return
                 receive = left  # type: ignore[assignment]
+            await check_presented_key(services, raw)
         await super().__call__(scope, receive, send)

@@ -36,7 +36,6 @@ from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types.graphql import OperationType
 
-from resolvers.auth import authenticate
 from resolvers.cache import Cached, etag_for
 from resolvers.errors import GatewayError
 from resolvers.outages import is_outage
@@ -49,8 +48,9 @@ from rest.hot_reads import Receive, Send
 from rest.observability import note_user
 from rest.v1.security import (
     VARY,
+    check_presented_key,
     client_address,
-    presented_key,
+    principal_of,
     private_responses,
     refuse_keys_in_query,
 )
@@ -165,8 +165,7 @@ def create_graphql(
     async def handle(
         request: Request[Any, Any, Any], services: Services, body: bytes | None
     ) -> Response[Any]:
-        principal = await authenticate(services, presented_key(request.scope["headers"]))
-        note_user(principal.user_id)
+        principal = await principal_of(request, services)
         try:
             return await run(request, services, principal, _operation(request, body))
         except _BadRequest as exc:
@@ -200,7 +199,7 @@ def create_graphql(
         ) -> Response[bytes]:
             """The schema as SDL, for those who may introspect it (401 without a key, 403
             without the permission)."""
-            principal = await authenticate(services, presented_key(request.scope["headers"]))
+            principal = await principal_of(request, services)
             principal.require(introspection)
             headers = {"ETag": sdl_etag, "Cache-Control": "private, no-cache"}
             if not_modified(request, sdl_etag):
@@ -238,12 +237,13 @@ class GraphQLEdge:
         if body is None:
             return receive
         replay = _replaying(body, receive)
-        key = presented_key(scope["headers"])
         bound = self._prepared.bind_json(body)
-        if key is None or bound is None:
+        if bound is None:
             return replay
+        principal = await check_presented_key(services, scope)
+        if not isinstance(principal, Principal):
+            return replay  # no key, or refused: Litestar answers with the problem
         try:
-            principal = await authenticate(services, key)
             answered = await self._prepared.answer_bound(
                 services, principal, bound, fresh=asks_no_cache(scope["headers"])
             )

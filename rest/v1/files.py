@@ -60,7 +60,7 @@ from resolvers.tenant import Kind, Property, Tenant, TypeDef
 from rest.caching import not_modified
 from rest.errors import problem
 from rest.openapi import Ref, problems
-from rest.v1.security import provide_principal
+from rest.v1.security import principal_of
 
 __all__ = ["create_hook", "create_multipart", "create_operation", "file_routers"]
 
@@ -356,7 +356,7 @@ def create_hook(type_name: str) -> Callable[[Request[Any, Any, Any]], Awaitable[
         if _boundary(request) is None:
             return None
         services: Services = request.app.state.services
-        principal = await provide_principal(request, services)
+        principal = await principal_of(request, services)
         return await create_multipart(request, services, principal, type_name)
 
     return hook

@@ -1,5 +1,11 @@
 """Authentication at the HTTP edge: where a key may come from, and who the client is.
 
+A request that presents a key has it checked once, at the ASGI edge, before Litestar
+routes it (`check_presented_key`); the verdict waits in the scope for whoever asks
+(`principal_of`, the `principal` dependency). Checked there, the key's Valkey read
+suspends a request a few frames deep instead of inside Litestar's dependency
+injection, which costs as much as the check itself.
+
 The hooks are coroutines on purpose: Litestar runs synchronous hooks in a thread pool,
 which costs more than everything they do.
 
@@ -9,14 +15,14 @@ The decision itself (is this key valid, for whom, with what rights) is made by
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from litestar import Request, Response
-from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 
 from resolvers.auth import authenticate
+from resolvers.errors import GatewayError
 from resolvers.principal import Principal
 from resolvers.services import Services
 from rest.observability import note_user
@@ -24,8 +30,10 @@ from rest.observability import note_user
 __all__ = [
     "KEY_PARAMETERS",
     "VARY",
+    "check_presented_key",
     "client_address",
     "presented_key",
+    "principal_of",
     "private_responses",
     "provide_principal",
     "refuse_keys_in_query",
@@ -54,14 +62,49 @@ def presented_key(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return api_key
 
 
-async def provide_principal(
-    request: Request[Any, Any, Any], services: NamedDependency[Services]
-) -> Principal:
-    # Depending on `services` puts the two in sequence: Litestar resolves dependencies
-    # of one level concurrently, in a task group that costs more than the key check.
-    principal = await authenticate(services, presented_key(request.scope["headers"]))
-    note_user(principal.user_id)
-    return principal
+_VERDICT = "jgw.principal"
+"""The scope entry holding the edge's verdict on the presented key."""
+
+
+async def check_presented_key(
+    services: Services, scope: MutableMapping[str, Any]
+) -> Principal | GatewayError | None:
+    """The verdict on the key `scope`'s request presents: its principal, or why it is
+    refused; None without a key, or if it could not be checked (an outage: the routed
+    request meets it again, and Litestar's handlers answer it). Checked once per
+    request: the verdict stays in the scope for `principal_of`."""
+    if _VERDICT in scope:
+        return scope[_VERDICT]  # type: ignore[no-any-return]  # our own entry
+    key = presented_key(scope["headers"])
+    if key is None:
+        return None
+    try:
+        verdict: Principal | GatewayError = await authenticate(services, key)
+    except GatewayError as exc:
+        verdict = exc
+    except Exception:  # noqa: BLE001 - left for the routed request, see above
+        return None
+    scope[_VERDICT] = verdict
+    return verdict
+
+
+async def principal_of(request: Request[Any, Any, Any], services: Services) -> Principal:
+    """The client of `request`: the edge's verdict on its key, else checked now."""
+    scope: dict[str, Any] = request.scope  # type: ignore[assignment]  # read as plain ASGI
+    verdict: Principal | GatewayError | None = scope.get(_VERDICT)
+    if verdict is None:
+        verdict = await authenticate(services, presented_key(scope["headers"]))
+    elif isinstance(verdict, GatewayError):
+        raise verdict
+    note_user(verdict.user_id)
+    return verdict
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    """The `principal` dependency of every authenticated route. It depends on nothing
+    but the request: Litestar resolves dependencies of one level concurrently, in a task
+    group that costs more than the key check."""
+    return await principal_of(request, request.app.state.services)
 
 
 async def refuse_keys_in_query(request: Request[Any, Any, Any]) -> None:

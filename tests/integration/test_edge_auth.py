@@ -1,0 +1,61 @@
+"""The key check at the ASGI edge (`rest.v1.security.check_presented_key`): once per
+request, its verdict the one every route and GraphQL use, and no route refused for a
+key it does not ask for."""
+
+from __future__ import annotations
+
+from valkey.asyncio import Valkey
+
+from tests.conftest import ADMIN_LOGIN, ADMIN_PASSWORD, Api
+
+
+async def _mget_calls(client: Valkey) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_mget", {}).get("calls", 0))
+
+
+async def test_a_routed_request_checks_its_key_once(api: Api) -> None:
+    """`GET /auth/keys/current` reads nothing from Valkey but the key: one MGET, not one
+    at the edge and another in the route's dependency."""
+    client = Valkey.from_url(str(api.settings.valkey.url))
+    try:
+        await api.client.get("/api/v1/auth/keys/current", headers=api.auth(api.admin_key))
+        before = await _mget_calls(client)
+        response = await api.client.get(
+            "/api/v1/auth/keys/current", headers=api.auth(api.admin_key)
+        )
+        after = await _mget_calls(client)
+    finally:
+        await client.aclose()
+    assert response.status_code == 200, response.text
+    assert response.json()["user"]["login"] == ADMIN_LOGIN
+    assert after - before == 1
+
+
+async def test_the_edge_verdict_refuses_a_revoked_key_on_the_next_request(api: Api) -> None:
+    key = await api.login(ADMIN_LOGIN, ADMIN_PASSWORD)
+    current = await api.client.get("/api/v1/auth/keys/current", headers=api.auth(key))
+    assert current.status_code == 200, current.text
+    revoked = await api.client.delete("/api/v1/auth/keys/current", headers=api.auth(key))
+    assert revoked.status_code == 204, revoked.text
+    for path in ("/api/v1/auth/keys/current", "/api/v1/collections/Contact"):
+        refused = await api.client.get(path, headers=api.auth(key))
+        assert refused.status_code == 401, (path, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "revoked" in refused.json()["detail"]
+    graphql = await api.client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers=api.auth(key)
+    )
+    assert graphql.status_code == 401, graphql.text
+
+
+async def test_a_bad_key_does_not_refuse_a_route_that_asks_for_none(api: Api) -> None:
+    """Logging in (a route without a `principal`) while presenting a malformed key: the
+    edge's refusal is never raised."""
+    response = await api.client.post(
+        "/api/v1/auth/keys",
+        json={"login": ADMIN_LOGIN, "password": ADMIN_PASSWORD, "name": "again"},
+        headers=api.auth("jgw_not_a_key"),
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["key"].startswith("jgw_")
