@@ -5,7 +5,7 @@
 product. Results: ``bench/results/granian-receive-2026-11-28-vm.md``.
 
     taskset -c 0 .venv/bin/python -m granian --interface asgi --workers 1 --port 18555 \\
-        --log-level warning --no-access-log --app-dir bench/asgi_servers receive_app:app
+        --log-level warning --no-access-log --working-dir bench/asgi_servers receive_app:app
     taskset -c 1 wrk -t2 -c64 -d5s http://127.0.0.1:18555/
     taskset -c 1 wrk -t2 -c64 -d5s -s bench/asgi_servers/post.lua http://127.0.0.1:18555/skip
     taskset -c 1 wrk -t2 -c64 -d5s -s bench/asgi_servers/post.lua http://127.0.0.1:18555/

@@ -1,8 +1,8 @@
 """Where a GraphQL read's time goes, next to REST's: in-process cost per request, then a
 cProfile of one path.
 
-Usage: ``.venv/bin/python bench/graphql/read_profile.py [list|get|nested|execute] [requests]``
-(default ``list 3000``)
+Usage: ``.venv/bin/python bench/graphql/read_profile.py [what] [requests]``, what one of
+``list get nested execute rest rest-get-cycle get-cycle`` (default ``list 3000``)
 
 Seeds the tenant of ``bench/collections`` on a temporary SQLite file, starts a private
 Valkey and builds the gateway app as ``gateway serve`` does (``bench/auth_overhead``'s
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import importlib.util
+import itertools
 import json
 import pstats
 import sys
@@ -34,6 +35,7 @@ from urllib.parse import quote, urlencode
 
 import uvloop
 
+from gateway.runtime import configure_logging
 from gateway.settings import Settings
 from resolvers.auth import authenticate
 from schema.build import build_schema
@@ -57,6 +59,8 @@ hit = _load("bench_cache_hit_profile", harness.BENCH / "cache" / "hit_profile.py
 queries = _load("bench_graphql_queries", harness.BENCH / "graphql" / "queries.py")
 coll = hit.coll
 CONCURRENCY = hit.CONCURRENCY
+CYCLE = 5000  # distinct records a cycling get goes through, about the benchmark role's scope
+GET_BY_VARIABLE = f"query Item($id: BigInt!) {{ item(id: $id) {{ {queries.FIELDS} }} }}"
 
 
 async def call(
@@ -136,6 +140,22 @@ async def session(settings: Settings, key: str, record_id: int, what: str, n: in
         body = json.dumps({"query": document}).encode()
         return lambda: call(app, "POST", "/graphql", headers=post, body=body)
 
+    def cycling(requests: Sequence[Request]) -> Request:
+        """Each call the next of `requests`, as wrk cycles through every record."""
+        turn = itertools.cycle(requests)
+
+        def next_one() -> Awaitable[Any]:
+            return next(turn)()
+
+        return next_one
+
+    def rest_get(one: int) -> Request:
+        return lambda: call(app, "GET", f"/api/v1/collections/Item/{one}", headers=auth)
+
+    def graphql_get_variable(one: int) -> Request:
+        body = json.dumps({"query": GET_BY_VARIABLE, "variables": {"id": one}}).encode()
+        return lambda: call(app, "POST", "/graphql", headers=post, body=body)
+
     def graphql_get(document: str) -> Request:
         encoded = urlencode({"query": document})
         return lambda: call(app, "GET", "/graphql", query=encoded, headers=auth)
@@ -158,7 +178,19 @@ async def session(settings: Settings, key: str, record_id: int, what: str, n: in
             "GraphQL list GET": graphql_get(queries.LIST),
             "GraphQL get POST": graphql_post(queries.get(record_id)),
             "GraphQL nested POST": graphql_post(queries.NESTED),
+            "REST get": rest_get(record_id),
+            "GraphQL get $id": graphql_get_variable(record_id),
         }
+        ids = range(record_id - CYCLE + 1, record_id + 1)
+        cycles: dict[str, Request] = {
+            "REST get cycle": cycling([rest_get(i) for i in ids]),
+            "GraphQL get $id cycle": cycling([graphql_get_variable(i) for i in ids]),
+        }
+        for name, request in cycles.items():
+            for _ in ids:
+                await request()  # every entry stored, as after the benchmark's warm-up
+            _checked(name, *await request())
+        paths.update(cycles)
         for name, request in paths.items():
             if name != "bare /hello":
                 await request()  # stores the entries: the next answers are hits
@@ -175,6 +207,8 @@ async def session(settings: Settings, key: str, record_id: int, what: str, n: in
             "nested": "GraphQL nested POST",
             "execute": "execute list",
             "rest": "REST list",
+            "rest-get-cycle": "REST get cycle",
+            "get-cycle": "GraphQL get $id cycle",
         }[what]
         profiler = cProfile.Profile()
         profiler.enable()
@@ -198,6 +232,7 @@ def main() -> None:
         settings = Settings.from_env(env)
         prep = asyncio.run(coll.prepare(settings))
         settings = Settings.from_env({**env, "GATEWAY_AUTO_MIGRATE": "false"})
+        configure_logging(settings)  # as the server's: access lines buffered on stderr
         uvloop.run(session(settings, prep.key, prep.last_id, what, n))
 
 
