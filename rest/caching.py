@@ -6,7 +6,7 @@ the client asked for a fresh answer and whether it already has this one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from litestar import Request, Response
@@ -23,6 +23,7 @@ __all__ = [
     "cached_response",
     "etag_matches",
     "not_modified",
+    "send_cached",
     "wants_fresh",
 ]
 
@@ -30,6 +31,7 @@ _JSON = "application/json"
 # `private`: never stored by shared caches; `no-cache`: a browser or client-side cache
 # keeps it but revalidates with If-None-Match first (a 304 costs almost nothing).
 CACHE_CONTROL = "private, no-cache"
+_CACHE_CONTROL = CACHE_CONTROL.encode()
 
 CACHED_HEADERS = [
     # `value` only gives the documented header its (string) schema.
@@ -88,6 +90,35 @@ def cached_response(request: Request[Any, Any, Any], cached: Cached) -> Response
     if not_modified(request, cached.etag):
         return Response(content=b"", status_code=304, headers=headers)
     return Response(content=cached.body, media_type=_JSON, headers=headers)
+
+
+async def send_cached(
+    raw_headers: Iterable[tuple[bytes, bytes]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    cached: Cached,
+    vary: bytes,
+) -> None:
+    """`cached_response` sent as raw ASGI messages, for answers made at the edge: the
+    same status and headers as Litestar sends for it (with `vary`, as the API routes'
+    after-request hook adds it)."""
+    etag = cached.etag.encode()
+    headers = [
+        (b"etag", etag),
+        (b"x-cache", cached.status.encode()),
+        (b"cache-control", _CACHE_CONTROL),
+        (b"vary", vary),
+    ]
+    for name, value in raw_headers:
+        if name == b"if-none-match" and etag_matches(value.decode("latin-1"), cached.etag):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+    headers += [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(cached.body)),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": cached.body})
 
 
 def _has_directive(value: bytes, directive: bytes) -> bool:

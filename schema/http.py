@@ -42,7 +42,13 @@ from resolvers.outages import is_outage
 from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.tenant import Tenant
-from rest.caching import asks_no_cache, cached_response, not_modified, wants_fresh
+from rest.caching import (
+    asks_no_cache,
+    cached_response,
+    not_modified,
+    send_cached,
+    wants_fresh,
+)
 from rest.errors import problem
 from rest.hot_reads import Receive, Send
 from rest.observability import note_user
@@ -57,13 +63,14 @@ from rest.v1.security import (
 from schema.build import build_schema
 from schema.context import GraphQLContext, combined_status
 from schema.limits import Limits, size_rules
-from schema.prepared import PreparedReads
+from schema.prepared import Bound, PreparedReads
 
 __all__ = ["GRAPHQL_PATH", "SDL_PATH", "GraphQLEdge", "GraphQLTransport", "create_graphql"]
 
 GRAPHQL_PATH = "/graphql"
 SDL_PATH = "/schema.graphql"
 """Under `GRAPHQL_PATH`: `/graphql/schema.graphql`."""
+_VARY = VARY.encode()
 _IDE_ACCEPT = ("text/html", "*/*")  # what a browser opening /graphql sends
 _SDL_TYPE = "text/plain"  # Litestar adds "; charset=utf-8"
 _JSON = "application/json"
@@ -210,13 +217,15 @@ def create_graphql(
 
 
 class GraphQLEdge:
-    """A plain read POSTed as JSON, answered at the ASGI edge (`rest.hot_reads.HotPath`).
+    """A plain read sent as JSON or in a GET's query string, answered at the ASGI edge
+    (`rest.hot_reads.HotPath`).
 
-    What `graphql_post` would answer through `schema.prepared`, with its headers, minus
-    Litestar: for a request with a key, a JSON body of at most `max_body` bytes (with a
-    `Content-Length`) and no `Origin`. Anything else, and anything
-    `PreparedReads` leaves to execution or any error, goes on to Litestar with the body
-    it read replayed.
+    What `graphql_post` and `graphql_get` would answer through `schema.prepared`, with
+    their headers (a GET's answer has an ETag and may be a 304), minus Litestar: for a
+    request with a key and no `Origin`, whose JSON body has at most `max_body` bytes (with
+    a `Content-Length`), or whose query string holds `query` and perhaps `variables` and
+    `operationName`, once each. Anything else, and anything `PreparedReads` leaves to
+    execution or any error, goes on to Litestar with the body it read replayed.
     """
 
     def __init__(self, prepared: PreparedReads, *, max_body: int = 64 * 1024) -> None:
@@ -228,49 +237,74 @@ class GraphQLEdge:
     async def answer(
         self, services: Services, scope: dict[str, Any], receive: Receive, send: Send
     ) -> Receive | None:
-        if scope["method"] != "POST" or scope["path"] != GRAPHQL_PATH:
+        taken = await self._bound(scope, receive)
+        if taken is None:
             return receive
-        length = _plain_json_post(scope["headers"], self._max_body)
-        if length is None:
-            return receive
-        body = await _read(receive, length)
-        if body is None:
-            return receive
-        replay = _replaying(body, receive)
-        bound = self._prepared.bind_json(body)
+        bound, left = taken
         if bound is None:
-            return replay
+            return left
         principal = await check_presented_key(services, scope)
         if not isinstance(principal, Principal):
-            return replay  # no key, or refused: Litestar answers with the problem
+            return left  # no key, or refused: Litestar answers with the problem
         try:
             answered = await self._prepared.answer_bound(
                 services, principal, bound, fresh=asks_no_cache(scope["headers"])
             )
         except GatewayError:
-            return replay
+            return left
         except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
             if not is_outage(exc):
                 raise
-            return replay  # a database outage: the full path answers it as `unavailable`
+            return left  # a database outage: the full path answers it as `unavailable`
         if answered is None:
-            return replay
+            return left
         note_user(principal.user_id)
         scope["path_template"] = GRAPHQL_PATH  # what the access log and metrics name
-        content, reads = answered
-        headers = [
-            (b"cache-control", b"no-store"),
-            (b"content-type", _JSON.encode()),
-            (b"content-length", str(len(content)).encode()),
-            (b"vary", VARY.encode()),
-        ]
-        status = combined_status([cached.status for cached in reads])
-        if status is not None:
-            headers.insert(1, (b"x-cache", status.encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+        await _send(scope, send, principal, *answered)
         self.answered += 1
         return None
+
+    async def _bound(
+        self, scope: dict[str, Any], receive: Receive
+    ) -> tuple[Bound | None, Receive] | None:
+        """The plain read the request asks for (None: not one) and the `receive` to route
+        it with; None for a request of a form the edge does not read."""
+        if scope["path"] != GRAPHQL_PATH:
+            return None
+        if scope["method"] == "GET":
+            if any(name == b"origin" for name, _ in scope["headers"]):
+                return None  # CORS headers are Litestar's to add
+            return self._prepared.bind_query(scope["query_string"]), receive
+        if scope["method"] != "POST":
+            return None
+        length = _plain_json_post(scope["headers"], self._max_body)
+        if length is None:
+            return None
+        body = await _read(receive, length)
+        if body is None:
+            return None
+        return self._prepared.bind_json(body), _replaying(body, receive)
+
+
+async def _send(
+    scope: dict[str, Any], send: Send, principal: Principal, content: bytes, reads: list[Cached]
+) -> None:
+    """The answer `_respond` gives: a GET's with an ETag (or a 304), a POST's not stored."""
+    status = combined_status([cached.status for cached in reads])
+    if scope["method"] == "GET" and status is not None:
+        cached = Cached(body=content, etag=etag_for(content, principal), status=status)
+        await send_cached(scope["headers"], send, cached, _VARY)
+        return
+    headers = [
+        (b"cache-control", b"no-store"),
+        (b"content-type", _JSON.encode()),
+        (b"content-length", str(len(content)).encode()),
+        (b"vary", _VARY),
+    ]
+    if status is not None:
+        headers.insert(1, (b"x-cache", status.encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
 
 
 def _plain_json_post(headers: list[tuple[bytes, bytes]], max_body: int) -> int | None:

@@ -60,6 +60,7 @@ from graphql import (
     validate,
 )
 from graphql.execution.values import coerce_variable_values, get_argument_values
+from litestar._parsers import parse_query_string
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
@@ -187,7 +188,8 @@ class _Request(NamedTuple):
 _NOT_PLAIN: Any = ()
 """What the tables remember for an operation or request that is not a plain read."""
 _MAX_BODY_KEY = 4096
-"""Longer request bodies are bound but not remembered by their bytes."""
+"""Longer request bodies (and query strings) are bound but not remembered by their bytes."""
+_GET_PARAMETERS = frozenset({"query", "variables", "operationName"})
 
 
 class Bound(NamedTuple):
@@ -216,6 +218,30 @@ def _operation(body: bytes) -> tuple[str, str | None, dict[str, Any] | None]:
     return decoded.query, decoded.operationName, decoded.variables
 
 
+def _get_operation(query_string: bytes) -> tuple[str, str | None, dict[str, Any] | None]:
+    """The operation of a GET's query string, read as Litestar reads it; `_NotPlain`
+    unless `query` (and `variables`, `operationName`) once each and nothing else, with
+    no value the API routes refuse (a key: `jgw_...`)."""
+    pairs = parse_query_string(query_string)
+    given = dict(pairs)
+    if len(given) != len(pairs) or not given.keys() <= _GET_PARAMETERS:
+        raise _NotPlain
+    if any(value.startswith("jgw_") for value in given.values()):
+        raise _NotPlain
+    query = given.get("query")
+    if not query:
+        raise _NotPlain
+    variables = None
+    if "variables" in given:
+        try:
+            variables = _DECODER.decode(given["variables"])
+        except msgspec.DecodeError:
+            raise _NotPlain from None
+        if not isinstance(variables, dict | None):
+            raise _NotPlain
+    return query, given.get("operationName"), variables
+
+
 class PreparedReads:
     """Plain reads of one schema (see the module docstring)."""
 
@@ -235,6 +261,7 @@ class PreparedReads:
         self._plans: Lru[tuple[str, str | None], _Plan] = Lru(256)
         self._requests: Lru[tuple[str, str | None, bytes], tuple[_Request, ...]] = Lru(1024)
         self._bodies: Lru[bytes, tuple[_Request, ...]] = Lru(1024)
+        self._queries: Lru[bytes, tuple[_Request, ...]] = Lru(1024)  # GETs' query strings
         self._cuts: Lru[tuple[int, str, tuple[str, ...]], bytes] = Lru(1024)
         self._counter = itertools.count()
 
@@ -274,6 +301,19 @@ class PreparedReads:
                 requests = _NOT_PLAIN
             if len(body) <= _MAX_BODY_KEY:
                 self._bodies.put(body, requests)
+        return None if requests is _NOT_PLAIN else Bound(requests)
+
+    def bind_query(self, query_string: bytes) -> Bound | None:
+        """`bind` of a GET's query string `query=...&variables=...&operationName=...`
+        (remembered by its bytes when short, as `bind_json` remembers bodies)."""
+        requests = self._queries.get(query_string)
+        if requests is None:
+            try:
+                requests = self._bind(*_get_operation(query_string))
+            except _NotPlain:
+                requests = _NOT_PLAIN
+            if len(query_string) <= _MAX_BODY_KEY:
+                self._queries.put(query_string, requests)
         return None if requests is _NOT_PLAIN else Bound(requests)
 
     async def answer_bound(
