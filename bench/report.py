@@ -164,6 +164,16 @@ def _gateway_targets(runs: _Runs, b: str) -> list[Check]:
         for mode, limit in (("cached", 0.9), ("uncached", 0.45))
         for read in ("list", "get")
     ]
+    checks += [
+        _ge(
+            f"GraphQL over GET cached {read} / REST cached {read}",
+            b,
+            runs.ratio((f"graphql-get {read} cached", b), (f"rest {read} cached", b)),
+            0.9,
+            "x",
+        )
+        for read in ("list", "get")
+    ]
     graphql = [r for r in runs.runs if r["backend"] == b and r["scenario"].startswith("graphql")]
     spreads = [(s, r["scenario"]) for r in graphql if (s := p99_over_p50(r)) is not None]
     worst = max(spreads, default=None)

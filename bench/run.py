@@ -34,6 +34,8 @@ Scenarios (names as in the results; ``uncached``: ``Cache-Control: no-cache``):
 - ``graphql list|get {uncached,cached}``: the same reads as ``POST /graphql`` (the
   role's scalar fields; the get with a ``$id`` variable, cycling);
   ``graphql nested-100 {uncached,cached}``: 100 Items each with ``group { id name }``;
+- ``graphql-get {list,get} cached``: the same list and get as ``GET /graphql?query=...``
+  (GraphQL over GET: no request body to read);
 - ``rest create``: ``POST .../Item``; ``mixed 90/10``: nine cached gets to one create.
 
 Before each window a sample request must answer as expected (status, ``X-Cache``, row
@@ -62,7 +64,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 import valkey
@@ -112,12 +114,13 @@ SCENARIOS = (
     *(f"rest get {m}" for m in ("uncached", "cached", "304")),
     *(f"rest by-property {m}" for m in ("uncached", "cached")),
     *(f"graphql {r} {m}" for r in ("list", "get", "nested-100") for m in ("uncached", "cached")),
+    *(f"graphql-get {r} cached" for r in ("list", "get")),
     "rest create",
     "mixed 90/10",
 )
 QUICK_SCENARIOS = (
     *("bare", "trivial *", "core *", "rest list *", "rest get *", "graphql list *"),
-    *("graphql get cached", "rest create", "mixed 90/10"),
+    *("graphql get cached", "graphql-get *", "rest create", "mixed 90/10"),
 )
 MEMORY_REPEAT = ("rest get cached", "rest list cached", "graphql list cached", "rest list uncached")
 EXPECTED = {"uncached": "bypasses", "cached": "hits", "304": "hits"}
@@ -199,6 +202,12 @@ def create_body(i: int, group_id: int) -> str:
 
 def graphql_body(document: str, variables: Mapping[str, Any] | None = None) -> str:
     return json.dumps({"query": document, **({"variables": variables} if variables else {})})
+
+
+def graphql_url(document: str, variables: Mapping[str, Any] | None = None) -> str:
+    """``/graphql?query=...`` (and ``&variables=...``): the same operation over GET."""
+    params = {"query": document, **({"variables": json.dumps(variables)} if variables else {})}
+    return f"/graphql?{urlencode(params)}"
 
 
 # --- servers --------------------------------------------------------------------------
@@ -520,6 +529,8 @@ class GatewayScenarios:
             for i in data.ids
         ]
         self.gql_nested = Request("POST", "/graphql", JSON, graphql_body(GRAPHQL_NESTED))
+        self.gql_get_list = Request("GET", graphql_url(GRAPHQL_LIST))
+        self.gql_get_gets = [Request("GET", graphql_url(GRAPHQL_GET, {"id": i})) for i in data.ids]
         self.creates = [
             Request("POST", API, JSON, create_body(i, data.group_id)) for i in range(100)
         ]
@@ -598,6 +609,14 @@ class GatewayScenarios:
             sweep(self.gw.origin, self.gw.data.key, self.gql_gets)
             self.probe(self.gql_gets[self.middle], x_cache="HIT", check=self.record)
             self.run("graphql get cached", self.gql_gets)
+        if self.wants("graphql-get list cached"):
+            self.probe(self.gql_get_list, check=rows(LIST_ROWS))
+            self.probe(self.gql_get_list, x_cache="HIT", check=rows(LIST_ROWS))
+            self.run("graphql-get list cached", [self.gql_get_list])
+        if self.wants("graphql-get get cached"):
+            sweep(self.gw.origin, self.gw.data.key, self.gql_get_gets)
+            self.probe(self.gql_get_gets[self.middle], x_cache="HIT", check=self.record)
+            self.run("graphql-get get cached", self.gql_get_gets)
 
     def round_trips(self) -> None:
         """One request at a time: Valkey round trips of a cache hit, the key check included."""

@@ -190,6 +190,8 @@ _NOT_PLAIN: Any = ()
 _MAX_BODY_KEY = 4096
 """Longer request bodies (and query strings) are bound but not remembered by their bytes."""
 _GET_PARAMETERS = frozenset({"query", "variables", "operationName"})
+_SHORT_PART = 64
+"""Parts of a query string shorter than this are decoded each time (a `variables=...`)."""
 
 
 class Bound(NamedTuple):
@@ -218,11 +220,12 @@ def _operation(body: bytes) -> tuple[str, str | None, dict[str, Any] | None]:
     return decoded.query, decoded.operationName, decoded.variables
 
 
-def _get_operation(query_string: bytes) -> tuple[str, str | None, dict[str, Any] | None]:
-    """The operation of a GET's query string, read as Litestar reads it; `_NotPlain`
-    unless `query` (and `variables`, `operationName`) once each and nothing else, with
-    no value the API routes refuse (a key: `jgw_...`)."""
-    pairs = parse_query_string(query_string)
+def _get_operation(
+    pairs: Sequence[tuple[str, str]],
+) -> tuple[str, str | None, dict[str, Any] | None]:
+    """The operation of a GET's query parameters; `_NotPlain` unless `query` (and
+    `variables`, `operationName`) once each and nothing else, with no value the API
+    routes refuse (a key: `jgw_...`)."""
     given = dict(pairs)
     if len(given) != len(pairs) or not given.keys() <= _GET_PARAMETERS:
         raise _NotPlain
@@ -262,6 +265,7 @@ class PreparedReads:
         self._requests: Lru[tuple[str, str | None, bytes], tuple[_Request, ...]] = Lru(1024)
         self._bodies: Lru[bytes, tuple[_Request, ...]] = Lru(1024)
         self._queries: Lru[bytes, tuple[_Request, ...]] = Lru(1024)  # GETs' query strings
+        self._parts: Lru[bytes, tuple[tuple[str, str], ...]] = Lru(256)  # and their long parts
         self._cuts: Lru[tuple[int, str, tuple[str, ...]], bytes] = Lru(1024)
         self._counter = itertools.count()
 
@@ -309,12 +313,29 @@ class PreparedReads:
         requests = self._queries.get(query_string)
         if requests is None:
             try:
-                requests = self._bind(*_get_operation(query_string))
+                requests = self._bind(*_get_operation(self._parameters(query_string)))
             except _NotPlain:
                 requests = _NOT_PLAIN
             if len(query_string) <= _MAX_BODY_KEY:
                 self._queries.put(query_string, requests)
         return None if requests is _NOT_PLAIN else Bound(requests)
+
+    def _parameters(self, query_string: bytes) -> list[tuple[str, str]]:
+        """The query string's parameters as Litestar reads them (`parse_query_string`,
+        which splits at `&` first), each long `&`-separated part decoded once: the
+        document repeats from request to request where the variables change."""
+        pairs: list[tuple[str, str]] = []
+        for part in query_string.split(b"&"):
+            if len(part) < _SHORT_PART:
+                pairs += parse_query_string(part)
+                continue
+            decoded = self._parts.get(part)
+            if decoded is None:
+                decoded = parse_query_string(part)
+                if len(part) <= _MAX_BODY_KEY:
+                    self._parts.put(part, decoded)
+            pairs += decoded
+        return pairs
 
     async def answer_bound(
         self, services: Services, principal: Principal, bound: Bound, *, fresh: bool
