@@ -13,6 +13,7 @@ product. Results: ``bench/results/granian-receive-2026-11-28-vm.md``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,5 +30,7 @@ async def app(
         return
     if scope["method"] == "POST" and scope["path"] != "/skip":
         await receive()
+    elif scope["path"] == "/yield":
+        await asyncio.sleep(0)  # one suspension, as any I/O (a Valkey read) costs
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     await send({"type": "http.response.body", "body": _BODY})
