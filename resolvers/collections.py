@@ -65,6 +65,7 @@ __all__ = [
     "list_query",
     "list_records",
     "readable_type",
+    "readback",
     "readback_in",
     "update_in",
     "update_record",
@@ -627,7 +628,7 @@ async def create_record(
 ) -> Record:
     record_id = await _create(services, principal, type_name, data)
     await services.cache.written(type_name, record_id)
-    return await _readback(services, principal, type_name, record_id)
+    return await readback(services, principal, type_name, record_id)
 
 
 async def update_record(
@@ -642,7 +643,7 @@ async def update_record(
     """PATCH (only the fields sent) or, with `replace`, PUT (every writable field)."""
     await _update(services, principal, type_name, record_id, data, replace=replace)
     await services.cache.written(type_name, record_id)
-    return await _readback(services, principal, type_name, record_id)
+    return await readback(services, principal, type_name, record_id)
 
 
 async def delete_record(
@@ -706,10 +707,10 @@ async def readback_in(
         return {"id": record_id}
 
 
-async def _readback(
+async def readback(
     services: Services, principal: Principal, type_name: str, record_id: int
 ) -> Record:
-    """`readback_in` once the write has committed."""
+    """`readback_in` once the write has committed (on a connection of its own)."""
     async with services.engine.connect() as conn:
         return await readback_in(conn, services, principal, type_name, record_id)
 

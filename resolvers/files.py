@@ -405,8 +405,7 @@ async def create_with_files(
                 f"the {type_name} is not valid", [FieldError(n, "sent twice") for n in twice]
             )
         digests = [a.staged.blob.sha256 for a in accepted]
-        await services.cache.written(type_name, None)
-        try:
+        try:  # `create_in` bumps the cache before it writes; this bumps it after the commit
             async with services.writer.begin() as conn:
                 record_id = await records.create_in(conn, services, principal, type_name, data)
                 if accepted:
@@ -417,10 +416,7 @@ async def create_with_files(
     finally:
         await discard(services, accepted)
     await services.cache.written(type_name, record_id)
-    try:
-        return await records.get_record(services, principal, type_name, record_id)
-    except (NotFound, Forbidden):
-        return {"id": record_id}
+    return await records.readback(services, principal, type_name, record_id)
 
 
 # --- reading ------------------------------------------------------------------------------

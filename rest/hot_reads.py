@@ -37,18 +37,16 @@ from sqlalchemy import exc as sa_exc
 
 from resolvers import collections as records
 from resolvers import reads
-from resolvers.auth import authenticate
 from resolvers.cache import Cached
 from resolvers.errors import GatewayError
 from resolvers.outages import is_outage
 from resolvers.services import Services
 from resolvers.storage import MAX_ID
 from resolvers.tenant import Tenant
-from rest.caching import CACHE_CONTROL, asks_no_cache, etag_matches
+from rest.caching import asks_no_cache, send_cached
 from rest.errors import EncodedProblem, encoded_problem
-from rest.observability import note_user
 from rest.v1.list_params import ListParams, read_pairs
-from rest.v1.security import KEY_PARAMETERS, VARY, presented_key
+from rest.v1.security import KEY_PARAMETERS, VARY, check_presented_key, principal_of
 
 __all__ = ["HotPath", "HotReads", "Receive", "Send"]
 
@@ -59,9 +57,7 @@ _GET_QUERIES = frozenset({b"", _NO_CACHE, b"_noCache=0"})
 _MAX_PATH_PARAMETER = 500  # as the get-by route declares its property and value
 _MAX_QUERY = 8192
 """Longer query strings are left to Litestar (they are rare and never hot)."""
-_JSON = (b"content-type", b"application/json")
-_VARY = (b"vary", VARY.encode())
-_CACHE = (b"cache-control", CACHE_CONTROL.encode())
+_VARY = VARY.encode()
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -115,7 +111,7 @@ class HotReads:
             return False
         found: Cached | EncodedProblem
         try:
-            found = await _read(services, headers, type_name, wanted)
+            found = await _read(services, scope, type_name, wanted)
         except GatewayError as exc:
             found = encoded_problem(exc)  # the route's problem, without asking again
         except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
@@ -127,19 +123,20 @@ class HotReads:
         if isinstance(found, EncodedProblem):
             await _send_problem(send, found)
         else:
-            await _send(scope, send, found)
+            await send_cached(headers, send, found, _VARY)
         self.answered += 1
         return True
 
 
 async def _read(
-    services: Services, headers: list[tuple[bytes, bytes]], type_name: str, wanted: _Wanted
+    services: Services, scope: dict[str, Any], type_name: str, wanted: _Wanted
 ) -> Cached:
     """The route's calls in the route's order: Litestar resolves the caller before the
-    handler reads the list's parameters, and both before the read."""
-    principal = await authenticate(services, presented_key(headers))
-    note_user(principal.user_id)
-    fresh = wanted.fresh or asks_no_cache(headers)
+    handler reads the list's parameters, and both before the read. The key's verdict
+    stays in the scope: a request left to Litestar after all is not checked twice."""
+    await check_presented_key(services, scope)
+    principal = await principal_of(scope, services)
+    fresh = wanted.fresh or asks_no_cache(scope["headers"])
     if wanted.kind == "list":
         listing: _Listing = wanted.argument
         query = listing.params.list_query() if listing.query is None else listing.query
@@ -218,19 +215,6 @@ def _listing(query: bytes) -> _Listing | None:
         return _Listing(params, params.list_query())
     except GatewayError:
         return _Listing(params, None)
-
-
-async def _send(scope: dict[str, Any], send: Send, found: Cached) -> None:
-    etag = found.etag.encode()
-    headers = [(b"etag", etag), (b"x-cache", found.status.encode()), _CACHE, _VARY]
-    for name, value in scope["headers"]:
-        if name == b"if-none-match" and etag_matches(value.decode("latin-1"), found.etag):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-    headers += [_JSON, (b"content-length", str(len(found.body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": found.body})
 
 
 async def _send_problem(send: Send, problem: EncodedProblem) -> None:

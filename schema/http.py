@@ -174,7 +174,7 @@ def create_graphql(
     async def handle(
         request: Request[Any, Any, Any], services: Services, body: bytes | None
     ) -> Response[Any]:
-        principal = await principal_of(request, services)
+        principal = await principal_of(request.scope, services)
         try:
             return await run(request, services, principal, _operation(request, body))
         except _BadRequest as exc:
@@ -208,7 +208,7 @@ def create_graphql(
         ) -> Response[bytes]:
             """The schema as SDL, for those who may introspect it (401 without a key, 403
             without the permission)."""
-            principal = await principal_of(request, services)
+            principal = await principal_of(request.scope, services)
             principal.require(introspection)
             headers = {"ETag": sdl_etag, "Cache-Control": "private, no-cache"}
             if not_modified(request, sdl_etag):

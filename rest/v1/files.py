@@ -356,7 +356,7 @@ def create_hook(type_name: str) -> Callable[[Request[Any, Any, Any]], Awaitable[
         if _boundary(request) is None:
             return None
         services: Services = request.app.state.services
-        principal = await principal_of(request, services)
+        principal = await principal_of(request.scope, services)
         return await create_multipart(request, services, principal, type_name)
 
     return hook

@@ -15,7 +15,7 @@ The decision itself (is this key valid, for whom, with what rights) is made by
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 from litestar import Request, Response
@@ -88,9 +88,9 @@ async def check_presented_key(
     return verdict
 
 
-async def principal_of(request: Request[Any, Any, Any], services: Services) -> Principal:
-    """The client of `request`: the edge's verdict on its key, else checked now."""
-    scope: dict[str, Any] = request.scope  # type: ignore[assignment]  # read as plain ASGI
+async def principal_of(scope: Mapping[str, Any], services: Services) -> Principal:
+    """The client of the request of `scope`: the edge's verdict on its key, else checked
+    now (no verdict: no key, an outage, or a request the edge did not see)."""
     verdict: Principal | GatewayError | None = scope.get(_VERDICT)
     if verdict is None:
         verdict = await authenticate(services, presented_key(scope["headers"]))
@@ -104,7 +104,7 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     """The `principal` dependency of every authenticated route. It depends on nothing
     but the request: Litestar resolves dependencies of one level concurrently, in a task
     group that costs more than the key check."""
-    return await principal_of(request, request.app.state.services)
+    return await principal_of(request.scope, request.app.state.services)
 
 
 async def refuse_keys_in_query(request: Request[Any, Any, Any]) -> None:
