@@ -12,13 +12,11 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 
-from resolvers.auth import authenticate
 from resolvers.errors import Forbidden, NotFound
 from resolvers.metrics import CONTENT_TYPE, GatewayMetrics
 from resolvers.services import Services
 from resolvers.tenant import Permission
-from rest.observability import note_user
-from rest.v1.security import presented_key
+from rest.v1.security import principal_of
 
 __all__ = ["metrics_route"]
 
@@ -35,8 +33,7 @@ def metrics_route(access: str) -> Any:
         if access == "off":
             raise NotFound("no such route")
         if access == "key" or (access == "local" and not _local(request)):
-            principal = await authenticate(services, presented_key(request.scope["headers"]))
-            note_user(principal.user_id)
+            principal = await principal_of(request.scope, services)
             if not principal.has(Permission.MANAGE_CACHE):
                 raise Forbidden("reading metrics requires the manageCache permission")
         gateway_metrics: GatewayMetrics = request.app.state.metrics
