@@ -20,6 +20,7 @@ cannot serve a snapshot from before a change made while it was down.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -60,6 +61,9 @@ KEY_PATTERN = re.compile(r"jgw_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 SNAPSHOT_TTL = 60
 """Seconds a key snapshot may live in Valkey; bounds staleness if an eviction is lost."""
 _TOMBSTONE = b"-"
+"""What an eviction writes in place of a snapshot, followed by a token of its own: no two
+evictions write the same bytes, so a request that saw one never shares a load begun
+before it (`_load_once`)."""
 _LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
 _MAX_NAME = 100
 _MAX_PASSWORD = 1024
@@ -138,15 +142,11 @@ async def authenticate(services: Services, raw_key: str | None) -> Principal:
     if match is None:
         raise Unauthenticated("missing or malformed API key")
     public_id, secret = match.groups()
-    cached, epoch = await _cached_snapshot(services, public_id)
+    cached, epoch, seen = await _cached_snapshot(services, public_id)
     if cached is None:
-        loaded = await _load_snapshot(services, public_id, epoch or 0)
-        if loaded is None:
+        cached = await _load_once(services, public_id, epoch, seen)
+        if cached is None:
             raise Unauthenticated("unknown API key")
-        if epoch is None:  # Valkey unreachable: nothing to store it in
-            cached = _decoded(services, _ENCODER.encode(loaded))
-        else:
-            cached = _decoded(services, await _store_snapshot(services, public_id, loaded))
     snapshot, principal = cached
     if not hmac.compare_digest(bytes.fromhex(snapshot.digest), _digest(secret)):
         raise Unauthenticated("unknown API key")
@@ -182,11 +182,52 @@ def _decoded(services: Services, raw: bytes) -> tuple[_Snapshot, Principal]:
     return snapshot, principal
 
 
+_Decoded = tuple[_Snapshot, Principal]
+_LOADS: dict[tuple[int, str, int | None, bytes | None], asyncio.Future[_Decoded | None]] = {}
+"""Snapshot loads in flight, by services, key, epoch and what Valkey held instead."""
+
+
+async def _load_once(
+    services: Services, public_id: str, epoch: int | None, seen: bytes | None
+) -> _Decoded | None:
+    """Load a key's snapshot from the database and offer it to Valkey, once for every
+    request that found the same thing in Valkey (nothing, a tombstone, a stale snapshot).
+
+    A hot key's snapshot expires every `SNAPSHOT_TTL` seconds, under load: without this,
+    every request in flight at that moment would load it, and write `last_used_on`.
+    A request that saw an eviction's tombstone shares only a load begun after that
+    eviction (each tombstone is unique), so a revocation still applies at once.
+    """
+    flight = (id(services), public_id, epoch, seen)
+    shared = _LOADS.get(flight)
+    if shared is not None:
+        return await asyncio.shield(shared)
+    future: asyncio.Future[_Decoded | None] = asyncio.get_running_loop().create_future()
+    _LOADS[flight] = future
+    try:
+        loaded = await _load_snapshot(services, public_id, epoch or 0)
+        if loaded is None:
+            decoded = None
+        elif epoch is None:  # Valkey unreachable: nothing to store it in
+            decoded = _decoded(services, _ENCODER.encode(loaded))
+        else:
+            decoded = _decoded(services, await _store_snapshot(services, public_id, loaded))
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved here: waiters re-raise it themselves
+        raise
+    else:
+        future.set_result(decoded)
+    finally:
+        del _LOADS[flight]
+    return decoded
+
+
 async def _cached_snapshot(
     services: Services, public_id: str
-) -> tuple[tuple[_Snapshot, Principal] | None, int | None]:
-    """The cached snapshot, decoded (memoised by its bytes), or None on any miss; and
-    the current epoch (None: Valkey unreachable)."""
+) -> tuple[_Decoded | None, int | None, bytes | None]:
+    """The cached snapshot, decoded (memoised by its bytes), or None on any miss; the
+    current epoch (None: Valkey unreachable); and what Valkey held (None: nothing)."""
     try:
         await services.cache.recover()
         raw, epoch = await services.reads.get_many(
@@ -195,17 +236,20 @@ async def _cached_snapshot(
     except CACHE_ERRORS:  # Valkey down: fall back to the database
         services.cache.note_failure()
         _log.warning("auth cache unavailable; checking the key in the database")
-        return None, None
+        return None, None, None
     current = int(epoch or 0)
-    if raw is None or raw == _TOMBSTONE:
-        return None, current
+    if raw is None:
+        return None, current, None
+    seen = bytes(raw)
+    if seen.startswith(_TOMBSTONE):
+        return None, current, seen
     try:
-        decoded = _decoded(services, bytes(raw))
+        decoded = _decoded(services, seen)
     except msgspec.DecodeError:  # written by another version: treat as a miss
-        return None, current
+        return None, current, seen
     if decoded[0].epoch != current:  # from before Valkey was unreachable: maybe stale
-        return None, current
-    return decoded, current
+        return None, current, seen
+    return decoded, current, seen
 
 
 async def _store_snapshot(services: Services, public_id: str, snapshot: _Snapshot) -> bytes:
@@ -293,7 +337,8 @@ async def _evict(services: Services, public_ids: Sequence[str]) -> None:
     try:
         async with services.valkey.pipeline(transaction=False) as pipe:
             for public_id in public_ids:
-                pipe.set(_cache_key(services, public_id), _TOMBSTONE, ex=SNAPSHOT_TTL)
+                tombstone = _TOMBSTONE + secrets.token_hex(8).encode()
+                pipe.set(_cache_key(services, public_id), tombstone, ex=SNAPSHOT_TTL)
             await pipe.execute()
     except CACHE_ERRORS:
         # Nothing cached can be served while Valkey is unreachable; if it comes back with

@@ -1,0 +1,96 @@
+"""Loading a key's snapshot when Valkey has none: once for every request waiting on it,
+and never shared across an eviction (`resolvers.auth._load_once`)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from resolvers.auth import KEY_PATTERN, authenticate, evict_user, issue_key, revoke_key
+from resolvers.errors import Unauthenticated
+from resolvers.principal import system_principal
+from resolvers.services import Services
+from resolvers.users import ensure_admin
+
+
+@contextmanager
+def _statements(services: Services, table: str) -> Iterator[list[str]]:
+    """Every SQL statement on `table` while inside."""
+    seen: list[str] = []
+    named = re.compile(rf"\b{table}\b")
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if named.search(statement):
+            seen.append(statement)
+
+    engine = services.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def _admin_key(services: Services) -> tuple[str, int]:
+    await ensure_admin(services, login="root", password="a-long-root-password")
+    users = services.schema.system.users
+    async with services.engine.connect() as conn:
+        admin_id = int(await conn.scalar(select(users.c.id).where(users.c.login == "root")) or 0)
+    operator = system_principal(services.tenant, login="root", roles=("admin",))
+    issued, _ = await issue_key(services, operator, user_id=admin_id, name="loads")
+    return issued.secret, admin_id
+
+
+def _snapshot_key(services: Services, key: str) -> str:
+    match = KEY_PATTERN.fullmatch(key)
+    assert match is not None
+    return f"{services.key_prefix}:auth:{match.group(1)}"
+
+
+async def test_concurrent_requests_share_one_load_of_an_expired_snapshot(
+    services: Services,
+) -> None:
+    key, _ = await _admin_key(services)
+    await authenticate(services, key)
+    await services.valkey.delete(_snapshot_key(services, key))  # as its TTL would
+    with _statements(services, "gw_api_keys") as seen:
+        principals = await asyncio.gather(*(authenticate(services, key) for _ in range(20)))
+    assert {p.login for p in principals} == {"root"}
+    assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) == 1, seen
+
+
+async def test_each_eviction_leaves_its_own_tombstone(services: Services) -> None:
+    key, admin_id = await _admin_key(services)
+    await authenticate(services, key)
+    stored = _snapshot_key(services, key)
+    await evict_user(services, admin_id)
+    first = await services.valkey.get(stored)
+    await evict_user(services, admin_id)
+    second = await services.valkey.get(stored)
+    assert first is not None
+    assert second is not None
+    assert first.startswith(b"-")
+    assert second.startswith(b"-")
+    assert first != second
+    assert (await authenticate(services, key)).login == "root"  # a tombstone is a miss
+
+
+async def test_a_revocation_applies_to_requests_waiting_after_it(services: Services) -> None:
+    """Requests that read Valkey after the revocation's tombstone load the key again."""
+    key, _ = await _admin_key(services)
+    principal = await authenticate(services, key)
+    assert principal.key_id is not None
+    operator = system_principal(services.tenant, login="root", roles=("admin",))
+    await revoke_key(services, operator, principal.key_id)
+    results = await asyncio.gather(
+        *(authenticate(services, key) for _ in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(r, Unauthenticated) for r in results), results
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await authenticate(services, key)
