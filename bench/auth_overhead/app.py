@@ -57,5 +57,6 @@ def create_bench_app() -> Litestar:
     """Factory for granian: settings (and logging) from the environment, like
     `gateway.asgi:app_from_env`."""
     settings = Settings.from_env(os.environ)
-    configure_logging(settings)
-    return build(settings)
+    app = build(settings)
+    configure_logging(settings)  # after the app, which sets up logging of its own
+    return app
