@@ -37,11 +37,12 @@ __all__ = ["create_app", "graphql_limits"]
 _log = logging.getLogger("gateway")
 
 
-_GC_THRESHOLDS = (50_000, 20, 100)
+_GC_THRESHOLDS = (50_000, 20, 10)
 """The collector's thresholds in a server process (Python's: 700, 10, 10). A request
 allocates a few hundred containers that die young; collecting every 700 allocations
-cost a GraphQL read about a tenth of its time and put millisecond pauses in its tail
-(`bench/results/gc-2026-11-28-vm.md`). Garbage without cycles is freed at once either way."""
+cost a cached GraphQL read 4-7 % of its time and put millisecond pauses in its tail
+(`bench/results/gc-2026-11-28-vm.md`). Garbage without cycles is freed at once either
+way, and a full collection still follows every 10 middle ones."""
 
 
 def create_app(
