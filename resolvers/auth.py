@@ -199,9 +199,15 @@ async def _load_once(
     eviction (each tombstone is unique), so a revocation still applies at once.
     """
     flight = (id(services), public_id, epoch, seen)
-    shared = _LOADS.get(flight)
-    if shared is not None:
-        return await asyncio.shield(shared)
+    while (shared := _LOADS.get(flight)) is not None:
+        try:
+            return await asyncio.shield(shared)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this request is the one cancelled
+            # The request that was loading it was cancelled (its client went away, or
+            # the server is stopping): the first waiter to wake loads it for the others.
     future: asyncio.Future[_Decoded | None] = asyncio.get_running_loop().create_future()
     _LOADS[flight] = future
     try:

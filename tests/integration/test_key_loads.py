@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
+from resolvers import auth
 from resolvers.auth import KEY_PATTERN, authenticate, evict_user, issue_key, revoke_key
 from resolvers.errors import Unauthenticated
 from resolvers.principal import system_principal
@@ -94,3 +95,32 @@ async def test_a_revocation_applies_to_requests_waiting_after_it(services: Servi
     assert all(isinstance(r, Unauthenticated) for r in results), results
     with pytest.raises(Unauthenticated, match="revoked"):
         await authenticate(services, key)
+
+
+async def test_a_cancelled_load_does_not_fail_the_requests_waiting_on_it(
+    services: Services,
+) -> None:
+    """The request loading a snapshot is cancelled (its client went away) while others
+    wait on that load: one of them loads it for the rest instead of all being cancelled."""
+    key, _ = await _admin_key(services)
+    key_id = (await authenticate(services, key)).key_id
+    keys = services.schema.system.api_keys
+    async with services.writer.begin() as conn:  # the next load writes `last_used_on`
+        await conn.execute(update(keys).where(keys.c.id == key_id).values(last_used_on=None))
+    await services.valkey.delete(_snapshot_key(services, key))
+    async with services.writer.begin() as held:  # holds that write back
+        await held.execute(update(keys).where(keys.c.id == key_id).values(name="held"))
+        loader = asyncio.create_task(authenticate(services, key))
+        for _ in range(500):
+            if auth._LOADS:
+                break
+            await asyncio.sleep(0.01)
+        assert auth._LOADS, "the first request never started loading"
+        waiters = [asyncio.create_task(authenticate(services, key)) for _ in range(3)]
+        await asyncio.sleep(0.2)  # they read Valkey, find nothing, join the load
+        loader.cancel()
+        await asyncio.sleep(0.05)
+    assert [(await waiter).login for waiter in waiters] == ["root"] * 3
+    assert not auth._LOADS
+    with pytest.raises(asyncio.CancelledError):
+        await loader
