@@ -20,7 +20,6 @@ cannot serve a snapshot from before a change made while it was down.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -38,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from resolvers import ratelimit
 from resolvers.errors import FieldError, Forbidden, Invalid, NotFound, Unauthenticated
+from resolvers.memo import SingleFlight
 from resolvers.principal import Principal, UserState, build_principal, effective_roles
 from resolvers.services import CACHE_ERRORS, Services
 from resolvers.tenant import Permission
@@ -183,7 +183,7 @@ def _decoded(services: Services, raw: bytes) -> tuple[_Snapshot, Principal]:
 
 
 _Decoded = tuple[_Snapshot, Principal]
-_LOADS: dict[tuple[int, str, int | None, bytes | None], asyncio.Future[_Decoded | None]] = {}
+_LOADS: SingleFlight[tuple[int, str, int | None, bytes | None], _Decoded | None] = SingleFlight()
 """Snapshot loads in flight, by services, key, epoch and what Valkey held instead."""
 
 
@@ -198,34 +198,16 @@ async def _load_once(
     A request that saw an eviction's tombstone shares only a load begun after that
     eviction (each tombstone is unique), so a revocation still applies at once.
     """
-    flight = (id(services), public_id, epoch, seen)
-    while (shared := _LOADS.get(flight)) is not None:
-        try:
-            return await asyncio.shield(shared)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # this request is the one cancelled
-            # The request that was loading it was cancelled (its client went away, or
-            # the server is stopping): the first waiter to wake loads it for the others.
-    future: asyncio.Future[_Decoded | None] = asyncio.get_running_loop().create_future()
-    _LOADS[flight] = future
-    try:
+
+    async def load() -> _Decoded | None:
         loaded = await _load_snapshot(services, public_id, epoch or 0)
         if loaded is None:
-            decoded = None
-        elif epoch is None:  # Valkey unreachable: nothing to store it in
-            decoded = _decoded(services, _ENCODER.encode(loaded))
-        else:
-            decoded = _decoded(services, await _store_snapshot(services, public_id, loaded))
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()  # retrieved here: waiters re-raise it themselves
-        raise
-    else:
-        future.set_result(decoded)
-    finally:
-        del _LOADS[flight]
+            return None
+        if epoch is None:  # Valkey unreachable: nothing to store it in
+            return _decoded(services, _ENCODER.encode(loaded))
+        return _decoded(services, await _store_snapshot(services, public_id, loaded))
+
+    decoded, _ = await _LOADS.run((id(services), public_id, epoch, seen), load)
     return decoded
 
 

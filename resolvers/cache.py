@@ -69,6 +69,7 @@ import msgspec
 from valkey.exceptions import ValkeyError
 
 from resolvers.batching import BatchedReads, ValkeyClient
+from resolvers.memo import SingleFlight
 from resolvers.principal import Principal
 
 __all__ = [
@@ -158,7 +159,7 @@ class ResponseCache:
         self.prefix = f"{prefix}:{tenant_digest[:12]}"
         self._failures = 0
         """Valkey calls that failed since the epoch was last bumped (see `_recover`)."""
-        self._inflight: dict[str, asyncio.Future[Cached]] = {}
+        self._inflight: SingleFlight[str, Cached] = SingleFlight()
         self.counters: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
         self._unflushed: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
         self._flushing: asyncio.Task[None] | None = None
@@ -258,24 +259,13 @@ class ResponseCache:
         if (hit := _current(raw, generations)) is not None:
             self._count("HIT")
             return hit
-        shared = self._inflight.get(key.entry)
-        if shared is not None:
-            result = await asyncio.shield(shared)
-            self._count("HIT")
-            return Cached(body=result.body, etag=result.etag, status="HIT")
-        future: asyncio.Future[Cached] = asyncio.get_running_loop().create_future()
-        self._inflight[key.entry] = future
-        try:
-            result = await self._fill(principal, key, generations, compute, ttl)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here: waiters re-raise it themselves
-            raise
-        else:
-            future.set_result(result)
-        finally:
-            del self._inflight[key.entry]
-        return result
+        result, shared = await self._inflight.run(
+            key.entry, lambda: self._fill(principal, key, generations, compute, ttl)
+        )
+        if not shared:
+            return result
+        self._count("HIT")
+        return Cached(body=result.body, etag=result.etag, status="HIT")
 
     async def bypass(self, principal: Principal, compute: Callable[[], Awaitable[bytes]]) -> Cached:
         """Compute without the cache (no-cache, `_noCache=1`, audited reads)."""

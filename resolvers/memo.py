@@ -1,16 +1,19 @@
-"""`Lru`: a bounded table of things computed once and kept while in use.
+"""`Lru`: a bounded table of things computed once and kept while in use; `SingleFlight`:
+calls in flight, shared by whoever asks for the same key meanwhile.
 
-For pure results only — parsed documents, plans, compiled statements — never for
-anything that could go stale: freshness is decided elsewhere, on every request.
+`Lru` is for pure results only — parsed documents, plans, compiled statements — never
+for anything that could go stale: freshness is decided elsewhere, on every request.
+A `SingleFlight` keeps nothing once a call is done.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["Lru"]
+__all__ = ["Lru", "SingleFlight"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -38,3 +41,43 @@ class Lru(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class SingleFlight(Generic[K, V]):
+    """One call per key at a time: whoever asks for a key while its call runs waits for
+    that call's outcome (its value or its error) instead of making another.
+
+    The caller that makes the call is cancelled (its client went away, the server is
+    stopping)? The first waiter to wake makes it again for the others, none of which is
+    cancelled with it.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[K, asyncio.Future[V]] = {}
+
+    async def run(self, key: K, call: Callable[[], Awaitable[V]]) -> tuple[V, bool]:
+        """`call()`'s value, or that of the call already running for `key`; and whether
+        it was shared (True) or made here."""
+        while (shared := self._running.get(key)) is not None:
+            try:
+                return await asyncio.shield(shared), True
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # this caller is the one cancelled
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._running[key] = future
+        try:
+            value = await call()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here: waiters re-raise it themselves
+            raise
+        else:
+            future.set_result(value)
+        finally:
+            del self._running[key]
+        return value, False
+
+    def __len__(self) -> int:
+        return len(self._running)
