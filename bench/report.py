@@ -153,25 +153,20 @@ def _gateway_targets(runs: _Runs, b: str) -> list[Check]:
         )
         for read in ("list", "get")
     ]
+    graphql_ratios = (
+        ("GraphQL", "graphql", (("cached", 0.9), ("uncached", 0.45))),
+        ("GraphQL over GET", "graphql-get", (("cached", 0.9),)),
+    )
     checks += [
         _ge(
-            f"GraphQL {mode} {read} / REST {mode} {read}",
+            f"{label} {mode} {read} / REST {mode} {read}",
             b,
-            runs.ratio((f"graphql {read} {mode}", b), (f"rest {read} {mode}", b)),
+            runs.ratio((f"{scenario} {read} {mode}", b), (f"rest {read} {mode}", b)),
             limit,
             "x",
         )
-        for mode, limit in (("cached", 0.9), ("uncached", 0.45))
-        for read in ("list", "get")
-    ]
-    checks += [
-        _ge(
-            f"GraphQL over GET cached {read} / REST cached {read}",
-            b,
-            runs.ratio((f"graphql-get {read} cached", b), (f"rest {read} cached", b)),
-            0.9,
-            "x",
-        )
+        for label, scenario, modes in graphql_ratios
+        for mode, limit in modes
         for read in ("list", "get")
     ]
     graphql = [r for r in runs.runs if r["backend"] == b and r["scenario"].startswith("graphql")]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,12 @@ if "XDG_RUNTIME_DIR" not in os.environ:
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import event
 
 from gateway.app import create_app
 from gateway.runtime import open_services
 from gateway.settings import DEMO_TENANT_FILE, Settings
+from resolvers.principal import Principal, UserState, build_principal
 from resolvers.services import Services
 from resolvers.users import ensure_admin
 from tests.valkey_cluster import valkey_cluster  # noqa: F401 - a session fixture, shared
@@ -225,3 +228,38 @@ async def live_url(api: Api) -> AsyncIterator[str]:
         finally:
             server.should_exit = True
             await serving
+
+
+def principal_with_roles(services: Services, user_id: int, *roles: str) -> Principal:
+    """The principal of an active user `u<user_id>` holding `roles`, with no stored user
+    behind it (for calling the resolvers directly)."""
+    user = UserState(
+        id=user_id,
+        login=f"u{user_id}",
+        active=True,
+        valid_from=None,
+        valid_to=None,
+        timezone=None,
+        roles=roles,
+        groups=(),
+        security_version=1,
+    )
+    return build_principal(services.tenant, user)
+
+
+@contextmanager
+def statements_on(services: Services, table: str) -> Iterator[list[str]]:
+    """Every SQL statement `services` send that names `table`, while inside."""
+    seen: list[str] = []
+    named = re.compile(rf"\b{re.escape(table)}\b")
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if named.search(statement):
+            seen.append(statement)
+
+    engine = services.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

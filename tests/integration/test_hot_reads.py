@@ -6,30 +6,29 @@ database and Valkey built with `hot_reads=False`, where Litestar routes every re
 Status, body and every header but `date` and `x-request-id` (for REST in order) must be equal,
 and the edge must have answered exactly the requests it claims (`HotReads.answered`):
 gets and lists, cached or bypassing the cache, and the resolvers' errors; never keys in
-the URL, parameters out of bounds, CORS, unknown or audited types.
+the URL, parameters out of bounds, CORS, unknown or audited types. Plain GraphQL reads
+too, POSTed or in a GET's query string (with the GET's ETag and 304).
 """
 
 from __future__ import annotations
 
-import re
 import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from httpx import Response
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import event
 
 from gateway.app import create_app
 from rest.edge import GatewayApp
 from rest.hot_reads import HotReads
 from schema.http import GraphQLEdge
-from tests.conftest import Api, Backend, make_settings, start_api
+from tests.conftest import Api, Backend, make_settings, start_api, statements_on
 from tests.integration.test_graphql import _create, _user
 
 COLLECTIONS = "/api/v1/collections"
@@ -249,34 +248,16 @@ async def test_what_the_edge_leaves_to_litestar_is_answered_the_same(
         await _same(api, routed, path, hot=False, query=query, headers=headers)
 
 
-@contextmanager
-def _record_reads(app: Litestar, table: str) -> Iterator[list[str]]:
-    """The statements `app` sends that read `table`, while inside."""
-    seen: list[str] = []
-    engine = app.state.services.engine.sync_engine
-    named = re.compile(rf"\b{table}\b")
-
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if named.search(statement):
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 async def test_a_missing_record_is_read_once(
     api: Api, routed: AsyncTestClient[Litestar], seeded: dict[str, Any]
 ) -> None:
     """A miss is never cached: before the edge answered errors, Litestar read it again."""
     auth = api.auth(api.admin_key)
     url = f"{COLLECTIONS}/Company/999999"
-    with _record_reads(routed.app, "c_company") as routed_reads:
+    with statements_on(routed.app.state.services, "c_company") as routed_reads:
         assert (await routed.get(url, headers=auth)).status_code == 404
     before = _hot(api).answered
-    with _record_reads(api.app, "c_company") as edge_reads:
+    with statements_on(api.app_services, "c_company") as edge_reads:
         assert (await api.client.get(url, headers=auth)).status_code == 404
     assert _hot(api).answered == before + 1
     assert len(edge_reads) == len(routed_reads) == 1, edge_reads
@@ -388,3 +369,127 @@ async def test_plain_graphql_reads_are_answered_at_the_edge_exactly_as_routed(
     ]
     for content, headers in cold:
         await _same_graphql(api, routed, content.encode(), hot=False, headers=headers)
+
+
+# --- GraphQL over GET ---------------------------------------------------------
+
+
+async def _same_get(
+    api: Api,
+    routed: AsyncTestClient[Litestar],
+    query: str,
+    *,
+    hot: bool,
+    headers: dict[str, str],
+) -> Response:
+    """`GET /graphql?<query>` to both apps: the same answer, from the edge iff `hot`."""
+    url = f"/graphql?{query}"
+    await routed.get(url, headers=headers)  # the first may fill the cache: then both hit it
+    before = _edge(api).answered
+    answered = await api.client.get(url, headers=headers)
+    assert _edge(api).answered - before == (1 if hot else 0), (query, answered.text)
+    assert _comparable(answered, ordered=False) == _comparable(
+        await routed.get(url, headers=headers), ordered=False
+    ), query
+    return answered
+
+
+def _query(document: str, **more: str) -> str:
+    return urlencode({"query": document, **more})
+
+
+async def test_plain_reads_over_get_are_answered_at_the_edge_exactly_as_routed(
+    api: Api, routed: AsyncTestClient[Litestar]
+) -> None:
+    auth = api.auth(api.admin_key)
+    acme = await _create(api, "Company", {"name": "Acme", "registration_no": "R-1"})
+    await _create(api, "Company", {"name": "Beta", "registration_no": "R-2"})
+    listing = _query("{ companies(order: [{field: name}]) { items { id name } total } }")
+    found = await _same_get(api, routed, listing, hot=True, headers=auth)
+    assert found.status_code == 200
+    assert [c["name"] for c in found.json()["data"]["companies"]["items"]] == ["Acme", "Beta"]
+    assert found.headers["x-cache"] == "HIT"
+    assert found.headers["etag"]
+
+    held = found.headers["etag"]
+    revalidated = await _same_get(
+        api, routed, listing, hot=True, headers={**auth, "If-None-Match": held}
+    )
+    assert revalidated.status_code == 304
+    assert revalidated.content == b""
+
+    get = _query(
+        "query C($id: BigInt!) { company(id: $id) { id name } }",
+        variables=f'{{"id": {acme}}}',
+        operationName="C",
+    )
+    for query in (get, f"&{get}&&"):  # empty parts are skipped, as Litestar skips them
+        found = await _same_get(api, routed, query, hot=True, headers=auth)
+        assert found.json() == {"data": {"company": {"id": acme, "name": "Acme"}}}
+
+    bypass = await _same_get(
+        api, routed, listing, hot=True, headers={**auth, "Cache-Control": "no-cache"}
+    )
+    assert bypass.headers["x-cache"] == "BYPASS"
+
+    missing = await _same_get(
+        api, routed, _query("{ company(id: 999999) { id } }"), hot=True, headers=auth
+    )
+    assert missing.json() == {"data": {"company": None}}
+
+
+async def test_what_the_edge_leaves_to_litestar_over_get_is_answered_the_same(
+    api: Api, routed: AsyncTestClient[Litestar]
+) -> None:
+    auth = api.auth(api.admin_key)
+    _, reporter_key = await _user(api, "edge-get-reporter", "reporter")
+    acme = await _create(api, "Company", {"name": "Acme", "registration_no": "R-1"})
+    deal = {"title": "Big", "company": acme, "status": "open", "margin_percent": "3.5"}
+    await _create(api, "Deal", deal)
+    plain = "{ companies { items { id } } }"
+    cold = [
+        (_query(plain), {}),  # no key
+        (_query(plain), {"Authorization": "Bearer nope"}),
+        (_query("{ deals { items { margin_percent } } }"), api.auth(reporter_key)),  # hidden
+        (_query("{ companies { items { ...F } } } fragment F on Company { id }"), auth),
+        (_query("mutation { deleteCompany(id: 999999) }"), auth),  # no mutation over GET
+        (f"{_query(plain)}&query={plain}", auth),  # twice
+        (f"{_query(plain)}&extra=1", auth),
+        (_query(plain, operationName="jgw_x_y"), auth),  # refused: looks like a key
+        (_query(plain, variables="{not json"), auth),
+        (_query(plain, variables="[1]"), auth),
+        ("query=", auth),
+        ("", {**auth, "Accept": "application/json"}),
+        (_query(plain), {**auth, "Origin": "https://a.example"}),
+    ]
+    for query, headers in cold:
+        await _same_get(api, routed, query, hot=False, headers=headers)
+
+
+async def test_a_get_etag_changes_with_the_data_and_the_caller(
+    api: Api, routed: AsyncTestClient[Litestar]
+) -> None:
+    """The ETag of a prepared GET answer names what it was cut from: a write gives a new
+    one (the old one then revalidates to a 200), and another caller gets another one."""
+    auth = api.auth(api.admin_key)
+    acme = await _create(api, "Company", {"name": "Acme", "registration_no": "R-1"})
+    get = _query(f"{{ company(id: {acme}) {{ id name }} }}")
+    first = await _same_get(api, routed, get, hot=True, headers=auth)
+    held = first.headers["etag"]
+    assert (
+        await api.client.get(f"/graphql?{get}", headers={**auth, "If-None-Match": held})
+    ).status_code == 304
+
+    renamed = await api.client.patch(
+        f"/api/v1/collections/Company/{acme}", json={"name": "Acme II"}, headers=auth
+    )
+    assert renamed.status_code == 200, renamed.text
+    second = await _same_get(api, routed, get, hot=True, headers={**auth, "If-None-Match": held})
+    assert second.status_code == 200
+    assert second.json()["data"]["company"]["name"] == "Acme II"
+    assert second.headers["etag"] != held
+
+    _, other_key = await _user(api, "edge-get-other", "admin")
+    other = await _same_get(api, routed, get, hot=True, headers=api.auth(other_key))
+    assert other.content == second.content
+    assert other.headers["etag"] != second.headers["etag"]

@@ -4,13 +4,9 @@ and never shared across an eviction (`resolvers.auth._load_once`)."""
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from resolvers import auth
 from resolvers.auth import KEY_PATTERN, authenticate, evict_user, issue_key, revoke_key
@@ -18,24 +14,7 @@ from resolvers.errors import Unauthenticated
 from resolvers.principal import system_principal
 from resolvers.services import Services
 from resolvers.users import ensure_admin
-
-
-@contextmanager
-def _statements(services: Services, table: str) -> Iterator[list[str]]:
-    """Every SQL statement on `table` while inside."""
-    seen: list[str] = []
-    named = re.compile(rf"\b{table}\b")
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if named.search(statement):
-            seen.append(statement)
-
-    engine = services.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+from tests.conftest import statements_on
 
 
 async def _admin_key(services: Services) -> tuple[str, int]:
@@ -60,7 +39,7 @@ async def test_concurrent_requests_share_one_load_of_an_expired_snapshot(
     key, _ = await _admin_key(services)
     await authenticate(services, key)
     await services.valkey.delete(_snapshot_key(services, key))  # as its TTL would
-    with _statements(services, "gw_api_keys") as seen:
+    with statements_on(services, "gw_api_keys") as seen:
         principals = await asyncio.gather(*(authenticate(services, key) for _ in range(20)))
     assert {p.login for p in principals} == {"root"}
     assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) == 1, seen

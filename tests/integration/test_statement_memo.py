@@ -9,31 +9,16 @@ import dataclasses
 import datetime as dt
 
 from resolvers import collections as records
-from resolvers.principal import Principal, UserState, build_principal
 from resolvers.services import Services
+from tests.conftest import principal_with_roles
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
-
-
-def _principal(services: Services, user_id: int, *roles: str) -> Principal:
-    user = UserState(
-        id=user_id,
-        login=f"u{user_id}",
-        active=True,
-        valid_from=None,
-        valid_to=None,
-        timezone=None,
-        roles=roles,
-        groups=(),
-        security_version=1,
-    )
-    return build_principal(services.tenant, user)
 
 
 async def test_a_statement_that_reads_now_is_compiled_at_each_instant(
     services: Services,
 ) -> None:
-    admin = _principal(services, 1, "admin")
+    admin = principal_with_roles(services, 1, "admin")
     for hours in (-1, 1):
         await records.create_record(
             services,
@@ -56,9 +41,9 @@ async def test_a_statement_that_reads_now_is_compiled_at_each_instant(
 
 
 async def test_statements_are_kept_per_principal(services: Services) -> None:
-    admin = _principal(services, 1, "admin")
-    owner = _principal(services, 2, "integration")
-    other = _principal(services, 3, "integration")
+    admin = principal_with_roles(services, 1, "admin")
+    owner = principal_with_roles(services, 2, "integration")
+    other = principal_with_roles(services, 3, "integration")
     for creator, subject in ((owner, "mine"), (other, "theirs")):
         await records.create_record(
             services, creator, "Activity", {"subject": subject, "kind": "note", "done": True}
@@ -68,7 +53,7 @@ async def test_statements_are_kept_per_principal(services: Services) -> None:
     assert [r["subject"] for r in everyone.data] == ["mine", "theirs"]
     # The integration role reads every Activity but updates only its own: same rows here;
     # a reporter reads only the done ones, and sees `done` false ones nowhere.
-    reporter = _principal(services, 4, "reporter")
+    reporter = principal_with_roles(services, 4, "reporter")
     await records.create_record(
         services, owner, "Activity", {"subject": "open", "kind": "note", "done": False}
     )
@@ -88,7 +73,7 @@ async def test_statements_are_kept_per_principal(services: Services) -> None:
 
 
 async def test_the_kept_statements_are_bounded(services: Services) -> None:
-    admin = _principal(services, 1, "admin")
+    admin = principal_with_roles(services, 1, "admin")
     for limit in range(1, 301):
         query = records.list_query(limit=limit)
         await records.list_records(services, admin, "Company", query)

@@ -17,25 +17,11 @@ import valkey.asyncio
 
 from resolvers import collections as records
 from resolvers.errors import Conflict, Forbidden, GatewayError, Invalid, NotFound
-from resolvers.principal import Principal, UserState, build_principal
+from resolvers.principal import Principal
 from resolvers.services import Services
+from tests.conftest import principal_with_roles
 
 Generations = dict[str, int]
-
-
-def _principal(services: Services, user_id: int, *roles: str) -> Principal:
-    user = UserState(
-        id=user_id,
-        login=f"u{user_id}",
-        active=True,
-        valid_from=None,
-        valid_to=None,
-        timezone=None,
-        roles=roles,
-        groups=(),
-        security_version=1,
-    )
-    return build_principal(services.tenant, user)
 
 
 @pytest.fixture
@@ -68,8 +54,10 @@ def _refused_writes(
     services: Services, admin: Principal, company: int
 ) -> list[tuple[str, type[GatewayError], Callable[..., Awaitable[object]]]]:
     """(what, the error, a write taking `single` and maybe a connection) for each refusal."""
-    reporter = _principal(services, 2, "reporter")  # reads Company, writes nothing
-    integration = _principal(services, 3, "integration")  # creates and updates, never deletes
+    reporter = principal_with_roles(services, 2, "reporter")  # reads Company, writes nothing
+    integration = principal_with_roles(
+        services, 3, "integration"
+    )  # creates and updates, never deletes
     cases: list[tuple[str, type[GatewayError], Principal, str, Any]] = [
         ("create an unknown type", NotFound, admin, "create", ("Nope", {"name": "x"})),
         ("create without the right", Forbidden, reporter, "create", ("Company", {"name": "x"})),
@@ -113,7 +101,7 @@ def _refused_writes(
 async def test_a_refused_write_bumps_nothing(
     services: Services, generations: Callable[[], Awaitable[Generations]]
 ) -> None:
-    admin = _principal(services, 1, "admin")
+    admin = principal_with_roles(services, 1, "admin")
     company = await _company(services, admin)
     assert company == 1
     before = await generations()
@@ -131,7 +119,7 @@ async def test_a_refused_write_bumps_nothing(
 async def test_a_write_bumps_before_and_after_its_commit(
     services: Services, generations: Callable[[], Awaitable[Generations]]
 ) -> None:
-    admin = _principal(services, 1, "admin")
+    admin = principal_with_roles(services, 1, "admin")
     referrers = services.tenant.referrers("Company")
     assert referrers  # a delete changes the records referring to it
 
