@@ -163,6 +163,9 @@ class ResponseCache:
         self.counters: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
         self._unflushed: dict[Status, int] = {"HIT": 0, "MISS": 0, "BYPASS": 0}
         self._flushing: asyncio.Task[None] | None = None
+        """The flush waiting to run (None once it runs: later counts start another)."""
+        self._writing = asyncio.Lock()
+        """Held by a flush while it writes: `aclose` waits for it before Valkey closes."""
 
     # --- keys ---------------------------------------------------------------------
 
@@ -426,23 +429,25 @@ class ResponseCache:
 
     async def flush_counters(self) -> None:
         """Add this process's counts since the last flush to the shared hash."""
-        pending = {k: v for k, v in self._unflushed.items() if v}
-        if not pending:
-            return
-        for name in pending:
-            self._unflushed[name] = 0
-        try:
-            async with self._valkey.pipeline(transaction=False) as pipe:
+        async with self._writing:
+            pending = {k: v for k, v in self._unflushed.items() if v}
+            if not pending:
+                return
+            for name in pending:
+                self._unflushed[name] = 0
+            try:
+                async with self._valkey.pipeline(transaction=False) as pipe:
+                    for name, count in pending.items():
+                        pipe.hincrby(self.stats_key(), name, count)
+                    pipe.hsetnx(self.stats_key(), "since", self._clock().isoformat())
+                    await pipe.execute()
+            except CACHE_ERRORS:
                 for name, count in pending.items():
-                    pipe.hincrby(self.stats_key(), name, count)
-                pipe.hsetnx(self.stats_key(), "since", self._clock().isoformat())
-                await pipe.execute()
-        except CACHE_ERRORS:
-            for name, count in pending.items():
-                self._unflushed[name] += count  # kept for the next flush
+                    self._unflushed[name] += count  # kept for the next flush
 
     async def aclose(self) -> None:
-        """Flush what is counted (best effort) and stop the pending flush."""
+        """Flush what is counted (best effort) and stop the pending flush; a flush that
+        is writing is waited for (the client is closed next: it would fail mid-write)."""
         if self._flushing is not None:
             self._flushing.cancel()
             self._flushing = None
