@@ -39,10 +39,12 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.execution.executor import collect_iterator_awaitables, to_nodes
 from graphql.pyutils import AwaitableOrValue, Path, gather_with_cancel
+from graphql.type.scalars import serialize_boolean, serialize_id, serialize_string
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+from schema.scalars import passed
 from schema.types import RECORD_RESOLVER, RecordResolver, field_value
 
 __all__ = ["Plain", "RecordExecutor", "plain_field", "plain_list_field"]
@@ -56,6 +58,23 @@ class Plain(NamedTuple):
     key: str
     coerce: Callable[[Any], Any]
     non_null: bool
+    kept: frozenset[type] = frozenset()
+    """Types whose values `coerce` returns as they are (then it need not be called)."""
+
+
+_JSON_TYPES = frozenset({str, int, float, bool, list, dict})
+_KEPT: dict[Callable[[Any], Any], frozenset[type]] = {
+    serialize_string: frozenset({str}),
+    serialize_id: frozenset({str}),
+    serialize_boolean: frozenset({bool}),
+    passed: _JSON_TYPES,
+}
+"""By coercion, the types of decoded JSON values it returns unchanged (graphql-core's
+String, ID and Boolean keep their own type; the gateway's pass-through scalars all)."""
+
+
+_PlainField = tuple[str, str, Callable[[Any], Any], bool, frozenset[type]]
+"""A plain field's response name, then its `Plain`."""
 
 
 class _Direct(NamedTuple):
@@ -75,8 +94,8 @@ class _Entry(NamedTuple):
 
 class _Plan(NamedTuple):
     entries: tuple[_Entry, ...]
-    plain: tuple[tuple[str, str, Callable[[Any], Any], bool], ...] | None
-    """(response name, key, coercion, non-null) of each field, if every field is plain."""
+    plain: tuple[_PlainField, ...] | None
+    """Each field's response name and `Plain`, if every field is plain."""
 
 
 _SLOW: Any = object()
@@ -115,7 +134,7 @@ def plain_field(field: GraphQLField) -> Plain | None:
     coerce = leaf.coerce_output_value
     if is_enum_type(leaf):
         coerce = _remembered(coerce)
-    return Plain(definition.python_name, coerce, non_null)
+    return Plain(definition.python_name, coerce, non_null, _KEPT.get(coerce, frozenset()))
 
 
 def plain_list_field(field: GraphQLField) -> Plain | None:
@@ -199,6 +218,8 @@ def _read(plain: Plain, record: dict[str, Any]) -> Any:
         return _SLOW if plain.non_null else None
     if value is _SLOW:
         return _SLOW
+    if type(value) in plain.kept:
+        return value
     try:
         coerced = plain.coerce(value)
     except Exception:  # noqa: BLE001 - graphql-core's path raises it again, located
@@ -206,16 +227,17 @@ def _read(plain: Plain, record: dict[str, Any]) -> Any:
     return _SLOW if coerced is None or coerced is Undefined else coerced
 
 
-def _plain_record(
-    fields: tuple[tuple[str, str, Callable[[Any], Any], bool], ...], record: dict[str, Any]
-) -> dict[str, Any] | None:
+def _plain_record(fields: tuple[_PlainField, ...], record: dict[str, Any]) -> dict[str, Any] | None:
     """`_read` of every field of an all-plain selection, inlined (this loop runs once per
     field of every record), or None if one field needs graphql-core's path."""
     completed: dict[str, Any] = {}
     get = record.get
     try:
-        for response_name, key, coerce, non_null in fields:
+        for response_name, key, coerce, non_null, kept in fields:
             value = get(key, _SLOW)
+            if type(value) in kept:
+                completed[response_name] = value
+                continue
             if value is None:
                 if non_null:
                     return None
@@ -260,9 +282,7 @@ class RecordExecutor(StrawberryGraphQLCoreExecutionContext):
             direct = how if isinstance(how, _Direct) and self._direct else None
             entries.append(_Entry(name, details, plain, direct))
         every = tuple(
-            (entry.response_name, entry.plain.key, entry.plain.coerce, entry.plain.non_null)
-            for entry in entries
-            if entry.plain is not None
+            (entry.response_name, *entry.plain) for entry in entries if entry.plain is not None
         )
         plan = _Plan(tuple(entries), every if len(every) == len(entries) else None)
         self._plans[id(grouped_field_set)] = (grouped_field_set, plan)

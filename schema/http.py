@@ -239,10 +239,15 @@ class GraphQLEdge:
     async def answer(
         self, services: Services, scope: dict[str, Any], receive: Receive, send: Send
     ) -> Receive | None:
-        taken = await self._bound(scope, receive)
-        if taken is None:
+        if scope["path"] != GRAPHQL_PATH:
             return receive
-        bound, left = taken
+        if scope["method"] == "GET":
+            bound, left = self._bound_get(scope), receive
+        else:
+            taken = await self._bound_post(scope, receive)
+            if taken is None:
+                return receive
+            bound, left = taken
         if bound is None:
             return left
         principal = await check_presented_key(services, scope)
@@ -266,17 +271,17 @@ class GraphQLEdge:
         self.answered += 1
         return None
 
-    async def _bound(
+    def _bound_get(self, scope: dict[str, Any]) -> Bound | None:
+        """The plain read a GET asks for in its query string, or None."""
+        if any(name == b"origin" for name, _ in scope["headers"]):
+            return None  # CORS headers are Litestar's to add
+        return self._prepared.bind_query(scope["query_string"])
+
+    async def _bound_post(
         self, scope: dict[str, Any], receive: Receive
     ) -> tuple[Bound | None, Receive] | None:
-        """The plain read the request asks for (None: not one) and the `receive` to route
-        it with; None for a request of a form the edge does not read."""
-        if scope["path"] != GRAPHQL_PATH:
-            return None
-        if scope["method"] == "GET":
-            if any(name == b"origin" for name, _ in scope["headers"]):
-                return None  # CORS headers are Litestar's to add
-            return self._prepared.bind_query(scope["query_string"]), receive
+        """The plain read a POST asks for (None: not one) and the `receive` to route it
+        with; None for a request of a form the edge does not read."""
         if scope["method"] != "POST":
             return None
         length = _plain_json_post(scope["headers"], self._max_body)

@@ -29,10 +29,12 @@ says non-null, a type with `read_access_logging` (whose single reads write audit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from graphql import (
@@ -60,7 +62,7 @@ from graphql import (
     validate,
 )
 from graphql.execution.values import coerce_variable_values, get_argument_values
-from litestar._parsers import parse_query_string
+from litestar._parsers import parse_qsl, parse_query_string
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
@@ -103,6 +105,8 @@ class _Leaf:
     coerce: Callable[[Any], Any] | None
     """None: `key` is the constant value (`__typename`)."""
     non_null: bool
+    kept: frozenset[type] = frozenset()
+    """Types whose values `coerce` returns as they are (`schema.execution.Plain`)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -138,6 +142,11 @@ class _Root:
     """A list's selection on its page; the leaf keyed `items` holds the records."""
     references: bool = False
     """Whether `record` selects references (then they are loaded before the cut)."""
+    member: bytes = dataclasses.field(init=False)
+    """`"name":`, which opens the field's member of `data`."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "member", b'"%s":' % self.name.encode())
 
 
 class _Plan(NamedTuple):
@@ -266,6 +275,7 @@ class PreparedReads:
         self._bodies: Lru[bytes, tuple[_Request, ...]] = Lru(1024)
         self._queries: Lru[bytes, tuple[_Request, ...]] = Lru(1024)  # GETs' query strings
         self._parts: Lru[bytes, tuple[tuple[str, str], ...]] = Lru(256)  # and their long parts
+        self._heads: Lru[bytes, tuple[_Binder, ...]] = Lru(256)  # and what precedes `variables`
         self._cuts: Lru[tuple[int, str, tuple[str, ...]], bytes] = Lru(1024)
         self._counter = itertools.count()
 
@@ -290,44 +300,83 @@ class PreparedReads:
     ) -> Bound | None:
         """The operation's requests with these variables, or None if it is not plain."""
         try:
-            return Bound(self._bind(query, operation_name, variables))
+            requests, _ = self._bind(query, operation_name, variables)
         except _NotPlain:
             return None
+        return Bound(requests)
 
     def bind_json(self, body: bytes) -> Bound | None:
         """`bind` of a JSON request body `{query, variables?, operationName?}` (remembered
-        by its bytes when short: a client repeats the same bodies)."""
+        by its bytes when short, unless binders bound it: a client repeats the same
+        bodies, but a get cycling through thousands of ids would only churn the table)."""
         requests = self._bodies.get(body)
         if requests is None:
             try:
-                requests = self._bind(*_operation(body))
+                requests, remember = self._bind(*_operation(body))
             except (_NotPlain, msgspec.DecodeError):
-                requests = _NOT_PLAIN
-            if len(body) <= _MAX_BODY_KEY:
+                requests, remember = _NOT_PLAIN, True
+            if remember and len(body) <= _MAX_BODY_KEY:
                 self._bodies.put(body, requests)
         return None if requests is _NOT_PLAIN else Bound(requests)
 
     def bind_query(self, query_string: bytes) -> Bound | None:
         """`bind` of a GET's query string `query=...&variables=...&operationName=...`
-        (remembered by its bytes when short, as `bind_json` remembers bodies)."""
+        (remembered by its bytes as `bind_json` remembers bodies)."""
         requests = self._queries.get(query_string)
         if requests is None:
+            if (bound := self._bind_variables(query_string)) is not None:
+                return Bound(bound)
             try:
-                requests = self._bind(*_get_operation(self._parameters(query_string)))
+                requests, remember = self._bind(*_get_operation(self._parameters(query_string)))
             except _NotPlain:
-                requests = _NOT_PLAIN
-            if len(query_string) <= _MAX_BODY_KEY:
+                requests, remember = _NOT_PLAIN, True
+            if remember and len(query_string) <= _MAX_BODY_KEY:
                 self._queries.put(query_string, requests)
         return None if requests is _NOT_PLAIN else Bound(requests)
+
+    def _bind_variables(self, query_string: bytes) -> tuple[_Request, ...] | None:
+        """`bind_query`'s result for a get's usual form, `<document>&variables=<JSON>`
+        (variables last), whose document has binders: the part before the variables is
+        read once (`_heads`), the variables decoded as `_parameters` decodes them. None
+        where `bind_query` must decide, which then reads the query string in full."""
+        head, found, value = query_string.partition(b"&variables=")
+        if not found or b"&" in value:
+            return None
+        binders = self._heads.get(head)
+        if binders is None:
+            try:
+                query, operation_name, variables = _get_operation(self._parameters(head))
+                binders = (
+                    None if variables is not None else self._plan(query, operation_name).binders
+                )
+            except _NotPlain:
+                binders = None
+            if binders is None:
+                binders = _NOT_PLAIN  # no binders, or `variables` twice: `bind_query` decides
+            if len(head) <= _MAX_BODY_KEY:
+                self._heads.put(head, binders)
+        if binders is _NOT_PLAIN or not value.isascii():
+            return None
+        # What `parse_qsl` makes of an ASCII value, as bytes: the same text when they are
+        # UTF-8; if they are not, the JSON decoder refuses them (and `bind_query` decides).
+        text = unquote_to_bytes(value.replace(b"+", b" "))
+        if text.startswith(b"jgw_"):
+            return None
+        try:
+            given = _DECODER.decode(text)
+            return tuple(binder.bind(given) for binder in binders) if type(given) is dict else None
+        except (msgspec.DecodeError, UnicodeDecodeError, _Slow):
+            return None
 
     def _parameters(self, query_string: bytes) -> list[tuple[str, str]]:
         """The query string's parameters as Litestar reads them (`parse_query_string`,
         which splits at `&` first), each long `&`-separated part decoded once: the
-        document repeats from request to request where the variables change."""
+        document repeats from request to request where the variables change. Short parts
+        are decoded each time, without `parse_query_string`'s table, which they churn."""
         pairs: list[tuple[str, str]] = []
         for part in query_string.split(b"&"):
             if len(part) < _SHORT_PART:
-                pairs += parse_query_string(part)
+                pairs += parse_qsl(part, separator="&")
                 continue
             decoded = self._parts.get(part)
             if decoded is None:
@@ -352,9 +401,8 @@ class PreparedReads:
             reads_made = [cached for cached in found if cached is not None]
             parts = [b'{"data":{']
             for i, (request, cached) in enumerate(zip(requests, found, strict=True)):
-                name = request.root.name.encode()
-                parts.append(b'"' + name + b'":' if not i else b',"' + name + b'":')
                 root = request.root
+                parts.append(root.member if not i else b"," + root.member)
                 if cached is None or not root.references:
                     parts.append(self._plain_cut(root, cached))
                 else:
@@ -370,14 +418,15 @@ class PreparedReads:
 
     def _bind(
         self, query: str, operation_name: str | None, variables: dict[str, Any] | None
-    ) -> tuple[_Request, ...]:
-        """The requests of the operation with these variables (remembered, unless simple
-        binders make them: a get asked for thousands of ids would churn the table)."""
+    ) -> tuple[tuple[_Request, ...], bool]:
+        """The requests of the operation with these variables, and whether they are worth
+        remembering by the request's bytes: they are remembered here unless simple
+        binders make them (a get asked for thousands of ids would churn the tables)."""
         if variables is not None:
             plan = self._plan(query, operation_name)
             if plan.binders is not None:
                 try:
-                    return tuple(binder.bind(variables) for binder in plan.binders)
+                    return tuple(binder.bind(variables) for binder in plan.binders), False
                 except _Slow:
                     pass
         given = _ENCODER.encode(variables) if variables else b""
@@ -392,7 +441,7 @@ class PreparedReads:
                 self._requests.put(key, requests)
         if requests is _NOT_PLAIN:
             raise _NotPlain
-        return requests
+        return requests, True
 
     def _arguments(
         self, query: str, operation_name: str | None, variables: dict[str, Any]
@@ -656,6 +705,7 @@ def _record_value(leaves: Selection, record: Any, loaded: _Loaded | None) -> dic
     if type(record) is not dict:
         raise _NotPlain
     cut: dict[str, Any] = {}
+    get = record.get
     for leaf in leaves:
         if isinstance(leaf, _Ref):
             assert loaded is not None  # noqa: S101 - roots with references load them first
@@ -663,7 +713,8 @@ def _record_value(leaves: Selection, record: Any, loaded: _Loaded | None) -> dic
         elif leaf.coerce is None:
             cut[leaf.name] = leaf.key
         else:
-            cut[leaf.name] = _value(leaf, record.get(leaf.key, _ABSENT))
+            value = get(leaf.key, _ABSENT)
+            cut[leaf.name] = value if type(value) in leaf.kept else _value(leaf, value)
     return cut
 
 
@@ -805,7 +856,7 @@ def _leaf(parent: GraphQLObjectType, node: FieldNode) -> _Leaf:
     plain = plain_field(field) or plain_list_field(field)
     if plain is None:
         raise _NotPlain
-    return _Leaf(name, plain.key, plain.coerce, plain.non_null)
+    return _Leaf(name, plain.key, plain.coerce, plain.non_null, plain.kept)
 
 
 def _no_coercion(value: Any) -> Any:

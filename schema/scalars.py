@@ -32,6 +32,7 @@ __all__ = [
     "Month",
     "MonthFilter",
     "StringFilter",
+    "passed",
 ]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -78,7 +79,8 @@ def _text(value: object) -> str:
     return value
 
 
-def _passed(value: object) -> object:
+def passed(value: object) -> object:
+    """The serialization of scalars whose values are already their JSON form."""
     return value
 
 
@@ -86,27 +88,27 @@ SCALARS: dict[object, ScalarDefinition] = {
     BigInt: strawberry.scalar(
         name="BigInt",
         description="A signed 64-bit integer (ids and integer properties).",
-        serialize=_passed,
+        serialize=passed,
         parse_value=_big_int,
     ),
     Decimal: strawberry.scalar(
         name="Decimal",
         description='An exact decimal as text, e.g. "12.50" (with the property\'s scale).',
-        serialize=_passed,
+        serialize=passed,
         parse_value=_decimal,
     ),
     DateTime: strawberry.scalar(
         name="DateTime",
         description="ISO 8601 with the offset of the caller's zone; an input without an "
         "offset is read in the caller's zone.",
-        serialize=_passed,
+        serialize=passed,
         parse_value=_text,
     ),
     Date: strawberry.scalar(
-        name="Date", description="A calendar day, YYYY-MM-DD.", serialize=_passed, parse_value=_text
+        name="Date", description="A calendar day, YYYY-MM-DD.", serialize=passed, parse_value=_text
     ),
     Month: strawberry.scalar(
-        name="Month", description="A calendar month, YYYY-MM.", serialize=_passed, parse_value=_text
+        name="Month", description="A calendar month, YYYY-MM.", serialize=passed, parse_value=_text
     ),
 }
 """`StrawberryConfig.scalar_map`."""

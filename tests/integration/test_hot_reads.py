@@ -12,12 +12,13 @@ too, POSTed or in a GET's query string (with the GET's ETag and 304).
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 from httpx import Response
@@ -464,6 +465,48 @@ async def test_what_the_edge_leaves_to_litestar_over_get_is_answered_the_same(
     ]
     for query, headers in cold:
         await _same_get(api, routed, query, hot=False, headers=headers)
+
+
+async def test_a_get_with_its_variables_last_is_bound_as_the_full_query_string_would_be(
+    api: Api, routed: AsyncTestClient[Litestar]
+) -> None:
+    """`<document>&variables=<JSON>` is read by a shortcut (`PreparedReads._bind_variables`);
+    what the shortcut declines is read in full, so every form answers as routed."""
+    auth = api.auth(api.admin_key)
+    acme = await _create(api, "Company", {"name": "Acme", "registration_no": "R-1"})
+    get = _query("query C($id: BigInt!) { company(id: $id) { id name } }")
+    by = _query("query B($v: String!) { companyByRegistrationNo(value: $v) { id name } }")
+    named = _query("query C($id: BigInt!) { company(id: $id) { id } }", operationName="C")
+    hot = [
+        f"{get}&variables=" + quote(f'{{"id": {acme}}}'),  # spaces as %20
+        f"{get}&{urlencode({'variables': json.dumps({'id': acme})})}",  # spaces as +
+        f"{get}&variables=" + quote(f'{{"id":{acme},"unused":"\u00e9"}}'),
+        f"{by}&{urlencode({'variables': json.dumps({'v': 'R-1'})})}",
+        f"{named}&variables=" + quote(f'{{"id":{acme}}}'),
+        f"{get}&variables=" + quote('{"id": 999999}'),  # no such record: null
+        f"{get}&variables=" + quote(f'{{"id": "{acme}"}}'),  # text: graphql-core coerces it
+        f"{get}&variables=" + quote(f'{{"id":{acme},"x":"') + "%FF" + quote('"}'),  # not UTF-8
+        "variables=" + quote(f'{{"id":{acme}}}') + f"&{get}",  # variables first
+    ]
+    for query in hot:
+        found = await _same_get(api, routed, query, hot=True, headers=auth)
+        assert found.status_code == 200, query
+    assert (await api.client.get(f"/graphql?{hot[0]}", headers=auth)).json() == {
+        "data": {"company": {"id": acme, "name": "Acme"}}
+    }
+    cold = [
+        f"{get}&variables=null",
+        f"{get}&variables=",
+        f"{get}&variables=" + quote('{"id": 1.5}'),
+        f"{get}&variables=" + quote('"jgw_a_b"'),
+        f"{get}&variables=jgw_{acme}",
+        f"{get}&variables=" + quote(f'{{"id":{acme}}}') + "&variables=" + quote('{"id":1}'),
+        f"{get}&variables=" + quote(f'{{"id":{acme}}}') + "&extra=1",
+        f"{get}&variables=" + quote(f'{{"id":{2**63}}}'),  # beyond BigInt
+        _query("{ company(id: 1) { id } }") + "&variables=" + quote('{"id": 1}') + "&query=x",
+    ]
+    for query in cold:
+        await _same_get(api, routed, query, hot=False, headers=auth)
 
 
 async def test_a_get_etag_changes_with_the_data_and_the_caller(
