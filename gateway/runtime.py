@@ -92,10 +92,11 @@ async def open_services(
     )
     if metrics is not None:
         metrics.watch_pool(engine)
+    writes = writer(engine, pool_timeout=settings.database.pool_timeout)
     valkey = connect_valkey(settings.valkey, valkey_url)
     try:
         if settings.auto_migrate if migrate is None else migrate:
-            plan = await apply_plan(writer(engine), schema, tenant_digest=tenant.digest)
+            plan = await apply_plan(writes, schema, tenant_digest=tenant.digest)
             if not plan.empty:
                 _log.info("schema migrated:\n%s", plan.describe())
         reads = BatchedReads(valkey)
@@ -103,7 +104,7 @@ async def open_services(
             tenant=tenant,
             schema=schema,
             engine=engine,
-            writer=writer(engine),
+            writer=writes,
             # Typed as the single server's client: Litestar's signature models refuse a
             # union of two classes. The cluster client has every command used through it
             # (tests/integration/test_valkey_cluster.py runs them all on a cluster).
@@ -122,7 +123,7 @@ async def open_services(
                 smtp_url=settings.accounts.smtp_url,
                 smtp_sender=settings.accounts.smtp_from,
                 sms_webhook_url=settings.accounts.sms_webhook_url,
-                engine=writer(engine),
+                engine=writes,
                 outbox_table=schema.system.outbox,
                 clock=utc_now,
                 observe=None if metrics is None else metrics.delivery,
@@ -149,6 +150,8 @@ async def open_services(
             await services.notifiers.aclose()
     finally:
         await valkey.aclose()
+        if writes is not engine:
+            await writes.dispose()
         await engine.dispose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

@@ -486,6 +486,21 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def writer(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine, for transactions that write (immediate transactions on SQLite)."""
-    return engine.execution_options(sqlite_begin="IMMEDIATE")
+def writer(engine: AsyncEngine, *, pool_timeout: float = 5.0) -> AsyncEngine:
+    """The engine for transactions that write: `engine` itself on PostgreSQL; on SQLite,
+    where one transaction at a time writes, an engine with one connection of its own,
+    whose transactions take the write lock up front (`BEGIN IMMEDIATE`).
+
+    With one connection, this process's writers queue for it in order (waiting at most
+    `pool_timeout`, then `resolvers.outages` answers 503) instead of each polling SQLite's
+    lock from a connection of the shared pool: SQLite's busy handler sleeps up to 100 ms
+    between tries, which made a write's p99 over a second under concurrent writes, and
+    the waiting writers held the connections readers needed. Other processes on the file
+    still meet the busy timeout. When it is not `engine`, dispose of it too.
+    """
+    if engine.dialect.name != "sqlite":
+        return engine
+    own = create_async_engine(engine.url, pool_size=1, max_overflow=0, pool_timeout=pool_timeout)
+    event.listen(own.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(own.sync_engine, "begin", _sqlite_begin)
+    return own.execution_options(sqlite_begin="IMMEDIATE")
