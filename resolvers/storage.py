@@ -500,6 +500,8 @@ def writer(engine: AsyncEngine, *, pool_timeout: float = 5.0) -> AsyncEngine:
     """
     if engine.dialect.name != "sqlite":
         return engine
+    if engine.url.database in {None, "", ":memory:"} or engine.url.query.get("mode") == "memory":
+        return engine.execution_options(sqlite_begin="IMMEDIATE")  # one database per engine
     own = create_async_engine(engine.url, pool_size=1, max_overflow=0, pool_timeout=pool_timeout)
     event.listen(own.sync_engine, "connect", _sqlite_pragmas)
     event.listen(own.sync_engine, "begin", _sqlite_begin)

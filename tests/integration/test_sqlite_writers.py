@@ -9,9 +9,8 @@ import asyncio
 import httpx
 import pytest
 
+from resolvers.storage import create_engine, writer
 from tests.conftest import Api, Backend
-
-pytestmark = pytest.mark.usefixtures("sqlite_only")
 
 
 @pytest.fixture
@@ -20,6 +19,7 @@ def sqlite_only(backend: Backend) -> None:
         pytest.skip("PostgreSQL's writers do not queue for one lock")
 
 
+@pytest.mark.usefixtures("sqlite_only")
 async def test_queued_writers_leave_the_pool_to_readers(api: Api, live_url: str) -> None:
     """While another process holds SQLite's write lock, 20 creates wait; a read is still
     served, then every create is made once the lock is released. When each waiting writer
@@ -47,3 +47,18 @@ async def test_queued_writers_leave_the_pool_to_readers(api: Api, live_url: str)
         assert [response.status_code for response in made] == [201] * 20
         listed = await client.get(f"{path}?_noCache=1&_limit=100")
     assert sorted(c["name"] for c in listed.json()["data"]) == sorted(f"C{i}" for i in range(20))
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
+async def test_an_in_memory_database_is_written_where_it_is_read(url: str) -> None:
+    """An in-memory database exists once per engine: its writer is the same engine."""
+    engine = create_engine(url)
+    writes = writer(engine)
+    try:
+        async with writes.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            await conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        async with engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SELECT x FROM t")).scalar_one() == 1
+    finally:
+        await engine.dispose()
