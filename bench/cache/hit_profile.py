@@ -17,13 +17,14 @@ the chosen path, 64 at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import importlib.util
 import pstats
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -172,19 +173,28 @@ async def session(settings: Settings, key: str, record_id: int, what: str, n: in
     stats.sort_stats("cumulative").print_stats(45)
 
 
-def main() -> None:
-    what = sys.argv[1] if len(sys.argv) > 1 else "get"
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
+@contextlib.contextmanager
+def seeded(prefix: str) -> Iterator[tuple[Settings, Any]]:
+    """The gateway's settings on a temporary SQLite file seeded by `bench/collections`
+    (its `prepare`, whose result comes second) and a private Valkey on the load
+    generator's core, with logging configured as the server's (access lines buffered on
+    stderr). Everything is removed afterwards."""
     with (
-        tempfile.TemporaryDirectory(prefix="jgw-profile-") as tmp,
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
         harness.valkey_on_client_core(Path(tmp) / "valkey") as valkey_url,
     ):
         db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         env = coll.gateway_env(Path(tmp), "sqlite", db_url, valkey_url)
-        settings = Settings.from_env(env)
-        prep = asyncio.run(coll.prepare(settings))
+        prep = asyncio.run(coll.prepare(Settings.from_env(env)))
         settings = Settings.from_env({**env, "GATEWAY_AUTO_MIGRATE": "false"})
-        configure_logging(settings)  # as the server's: access lines buffered on stderr
+        configure_logging(settings)
+        yield settings, prep
+
+
+def main() -> None:
+    what = sys.argv[1] if len(sys.argv) > 1 else "get"
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
+    with seeded("jgw-profile-") as (settings, prep):
         uvloop.run(session(settings, prep.key, prep.last_id, what, n))
 
 

@@ -13,20 +13,16 @@ PostgreSQL's not; growth that comes back down here is the allocator, not a leak.
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
 import uvloop
 
-from gateway.runtime import configure_logging
 from gateway.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness
 import hit_profile
 
 coll = hit_profile.coll
@@ -56,15 +52,7 @@ async def session(settings: Settings, key: str, rounds: int, n: int) -> None:
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 12
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1280
-    with (
-        tempfile.TemporaryDirectory(prefix="jgw-rss-") as tmp,
-        harness.valkey_on_client_core(Path(tmp) / "valkey") as valkey_url,
-    ):
-        db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        env = coll.gateway_env(Path(tmp), "sqlite", db_url, valkey_url)
-        prep = asyncio.run(coll.prepare(Settings.from_env(env)))
-        settings = Settings.from_env({**env, "GATEWAY_AUTO_MIGRATE": "false"})
-        configure_logging(settings)
+    with hit_profile.seeded("jgw-rss-") as (settings, prep):
         uvloop.run(session(settings, prep.key, rounds, n))
 
 

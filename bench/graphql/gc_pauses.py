@@ -20,7 +20,6 @@ import gc
 import itertools
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,11 +28,9 @@ from typing import Any
 import uvloop
 
 from gateway.app import _GC_THRESHOLDS
-from gateway.runtime import configure_logging
 from gateway.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import harness
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import read_profile
@@ -130,15 +127,7 @@ async def session(settings: Settings, key: str, last_id: int, n: int) -> list[st
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 40_000
-    with (
-        tempfile.TemporaryDirectory(prefix="jgw-gc-") as tmp,
-        harness.valkey_on_client_core(Path(tmp) / "valkey") as valkey_url,
-    ):
-        db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        env = hit.coll.gateway_env(Path(tmp), "sqlite", db_url, valkey_url)
-        prep = asyncio.run(hit.coll.prepare(Settings.from_env(env)))
-        settings = Settings.from_env({**env, "GATEWAY_AUTO_MIGRATE": "false"})
-        configure_logging(settings)
+    with hit.seeded("jgw-gc-") as (settings, prep):
         lines = uvloop.run(session(settings, prep.key, prep.last_id, n))
     print("\n".join(lines))
 

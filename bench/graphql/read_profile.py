@@ -25,7 +25,6 @@ import itertools
 import json
 import pstats
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -35,7 +34,6 @@ from urllib.parse import quote, urlencode
 
 import uvloop
 
-from gateway.runtime import configure_logging
 from gateway.settings import Settings
 from resolvers.auth import authenticate
 from schema.build import build_schema
@@ -231,16 +229,7 @@ async def session(settings: Settings, key: str, record_id: int, what: str, n: in
 def main() -> None:
     what = sys.argv[1] if len(sys.argv) > 1 else "list"
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
-    with (
-        tempfile.TemporaryDirectory(prefix="jgw-profile-") as tmp,
-        harness.valkey_on_client_core(Path(tmp) / "valkey") as valkey_url,
-    ):
-        db_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        env = coll.gateway_env(Path(tmp), "sqlite", db_url, valkey_url)
-        settings = Settings.from_env(env)
-        prep = asyncio.run(coll.prepare(settings))
-        settings = Settings.from_env({**env, "GATEWAY_AUTO_MIGRATE": "false"})
-        configure_logging(settings)  # as the server's: access lines buffered on stderr
+    with hit.seeded("jgw-profile-") as (settings, prep):
         uvloop.run(session(settings, prep.key, prep.last_id, what, n))
 
 
