@@ -120,6 +120,16 @@ async def per_request(request: Request, n: int, *, concurrency: int = 1) -> floa
     return (time.process_time() - start) / (n // concurrency * concurrency) * 1e6
 
 
+def cycling(requests: Sequence[Request]) -> Request:
+    """Each call the next of `requests`, as wrk cycles through every record."""
+    turn = itertools.cycle(requests)
+
+    def next_one() -> Awaitable[Any]:
+        return next(turn)()
+
+    return next_one
+
+
 def _checked(name: str, status: int, headers: dict[bytes, bytes], body: bytes) -> None:
     x_cache = headers.get(b"x-cache")
     if status != 200 or x_cache != b"HIT" or b'"errors"' in body:
@@ -138,15 +148,6 @@ async def session(settings: Settings, key: str, record_id: int, what: str, n: in
     def graphql_post(document: str) -> Request:
         body = json.dumps({"query": document}).encode()
         return lambda: call(app, "POST", "/graphql", headers=post, body=body)
-
-    def cycling(requests: Sequence[Request]) -> Request:
-        """Each call the next of `requests`, as wrk cycles through every record."""
-        turn = itertools.cycle(requests)
-
-        def next_one() -> Awaitable[Any]:
-            return next(turn)()
-
-        return next_one
 
     def rest_get(one: int) -> Request:
         return lambda: call(app, "GET", f"/api/v1/collections/Item/{one}", headers=auth)
