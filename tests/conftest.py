@@ -247,11 +247,16 @@ def principal_with_roles(services: Services, user_id: int, *roles: str) -> Princ
     return build_principal(services.tenant, user)
 
 
+RECORD_TABLES = r"c_[a-z_]+"
+"""`statements_on`'s pattern for every record table of the tenant."""
+
+
 @contextmanager
 def statements_on(services: Services, table: str) -> Iterator[list[str]]:
-    """Every SQL statement `services` send that names `table`, while inside."""
+    """Every SQL statement `services` read with that names `table` (a regular expression
+    of table names, e.g. `RECORD_TABLES`), while inside."""
     seen: list[str] = []
-    named = re.compile(rf"\b{re.escape(table)}\b")
+    named = re.compile(rf"\b(?:{table})\b")
 
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         if named.search(statement):

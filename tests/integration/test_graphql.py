@@ -13,14 +13,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from httpx import Response
-from sqlalchemy import event
 
 from gateway.settings import DEMO_TENANT_FILE, Settings
 from resolvers.principal import UserState, build_principal
@@ -28,7 +27,15 @@ from resolvers.services import Services
 from resolvers.tenant import load_tenant, parse_tenant
 from schema.build import build_schema
 from schema.context import GraphQLContext
-from tests.conftest import TENANTS, Api, Backend, make_settings, start_api
+from tests.conftest import (
+    RECORD_TABLES,
+    TENANTS,
+    Api,
+    Backend,
+    make_settings,
+    start_api,
+    statements_on,
+)
 from tests.integration.test_accounts import outbox_texts
 
 GRAPHQL = "/graphql"
@@ -167,25 +174,6 @@ async def _seed_deals(api: Api) -> dict[str, int]:
             },
         )
     return ids
-
-
-@contextmanager
-def _statements(api: Api) -> Iterator[list[str]]:
-    """SQL statements the app runs on the tenant's record tables (`c_...`) meanwhile."""
-    seen: list[str] = []
-    engine = api.app_services.engine.sync_engine
-
-    def count(
-        _conn: object, _cursor: object, statement: str, *_args: object, **_kwargs: object
-    ) -> None:
-        if re.search(r"\bc_[a-z_]+\b", statement):
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 # --- reads compared with REST ---------------------------------------------------------
@@ -733,7 +721,7 @@ async def test_references_load_in_a_bounded_number_of_statements(api: Api) -> No
         "{ contacts(limit: 100, order: [{field: full_name}]) "
         "{ items { full_name company { id name tags } } } }"
     )
-    with _statements(api) as seen:
+    with statements_on(api.app_services, RECORD_TABLES) as seen:
         response = await _gql(api, key, query, headers=NO_CACHE)
     items = _data(response)["contacts"]["items"]
     assert len(items) == 100

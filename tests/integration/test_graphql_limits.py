@@ -14,18 +14,17 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from graphql import get_introspection_query
 from httpx import Response
-from sqlalchemy import event
 
 from gateway.settings import Settings
-from tests.conftest import Api, Backend, make_settings, start_api
+from tests.conftest import RECORD_TABLES, Api, Backend, make_settings, start_api, statements_on
 from tests.integration.test_accounts import outbox_texts
 
 GRAPHQL = "/graphql"
@@ -77,28 +76,9 @@ def _data(response: Response) -> dict[str, Any]:
     return data
 
 
-@contextmanager
-def _record_statements(api: Api) -> Iterator[list[str]]:
-    """SQL statements the app runs on the tenant's record tables (`c_...`) meanwhile."""
-    seen: list[str] = []
-    engine = api.app_services.engine.sync_engine
-
-    def record(
-        _conn: object, _cursor: object, statement: str, *_args: object, **_kwargs: object
-    ) -> None:
-        if re.search(r"\bc_[a-z_]+\b", statement):
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 async def _refused(api: Api, query: str, code: str) -> dict[str, Any]:
     """The one error of `query` (as the admin), which must carry `code`; nothing ran."""
-    with _record_statements(api) as statements:
+    with statements_on(api.app_services, RECORD_TABLES) as statements:
         errors = _errors(await _gql(api, api.admin_key, query))
     assert statements == []
     coded = [e for e in errors if e.get("extensions", {}).get("code") == code]
@@ -219,7 +199,7 @@ async def test_aliases_are_counted_after_fragment_expansion(api: Api) -> None:
         "fragment Again on Query { ...Eight ...Eight }\n"
         f"fragment Eight on Query {{ {eight} }}"
     )
-    with _record_statements(api) as statements:
+    with statements_on(api.app_services, RECORD_TABLES) as statements:
         data = _data(await _gql(api, api.admin_key, fine))
     assert data == {f"b{i}": {"total": None} for i in range(8)}
     assert statements  # it ran
@@ -279,7 +259,7 @@ async def test_a_huge_token_count_is_refused_before_parsing_ends(api: Api) -> No
 @SQLITE
 async def test_batches_are_a_400_problem(api: Api) -> None:
     batch = [{"query": "{ companies { total } }"}, {"query": "{ companies { total } }"}]
-    with _record_statements(api) as statements:
+    with statements_on(api.app_services, RECORD_TABLES) as statements:
         response = await api.client.post(GRAPHQL, json=batch, headers=api.auth(api.admin_key))
     assert statements == []
     assert response.status_code == 400, response.text
@@ -295,7 +275,7 @@ async def test_batches_are_a_400_problem(api: Api) -> None:
 
 @SQLITE
 async def test_the_limit_argument_is_bounded_with_a_clear_error(api: Api) -> None:
-    with _record_statements(api) as statements:
+    with statements_on(api.app_services, RECORD_TABLES) as statements:
         errors = _errors(await _gql(api, api.admin_key, "{ companies(limit: 5000) { total } }"))
     assert statements == []
     assert errors[0]["extensions"] == {
