@@ -109,7 +109,10 @@ async def send_cached(
         (b"vary", vary),
     ]
     for name, value in raw_headers:
-        if name == b"if-none-match" and etag_matches(value.decode("latin-1"), cached.etag):
+        if name == b"if-none-match" and (
+            value == etag  # what a client sends back: the ETag it was given
+            or etag_matches(value.decode("latin-1"), cached.etag)
+        ):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
