@@ -7,6 +7,7 @@ database; `cache_url` is a flushed Valkey database. Nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import re
 import secrets
@@ -230,15 +231,17 @@ async def live_url(api: Api) -> AsyncIterator[str]:
             await serving
 
 
-def principal_with_roles(services: Services, user_id: int, *roles: str) -> Principal:
-    """The principal of an active user `u<user_id>` holding `roles`, with no stored user
-    behind it (for calling the resolvers directly)."""
+def principal_with_roles(
+    services: Services, user_id: int, *roles: str, valid_to: dt.datetime | None = None
+) -> Principal:
+    """The principal of an active user `u<user_id>` holding `roles` (until `valid_to`),
+    with no stored user behind it (for calling the resolvers directly)."""
     user = UserState(
         id=user_id,
         login=f"u{user_id}",
         active=True,
         valid_from=None,
-        valid_to=None,
+        valid_to=valid_to,
         timezone=None,
         roles=roles,
         groups=(),

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from gateway.runtime import open_services
 from gateway.settings import Settings
 from resolvers.cache import Cached, CacheKey, ResponseCache, request_shape_hash
-from resolvers.principal import Principal, UserState, build_principal
+from resolvers.principal import Principal
 from resolvers.services import Services, utc_now
-from tests.conftest import Backend, make_settings
+from tests.conftest import Backend, make_settings, principal_with_roles
 
 SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 """Nothing in the cache touches the database: one backend is enough."""
@@ -31,26 +31,13 @@ SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 SHAPE = request_shape_hash({"fields": ["name"], "limit": 10})
 
 
-def user(
+def principal(
+    services: Services,
     user_id: int = 7,
     roles: tuple[str, ...] = ("integration",),
     valid_to: dt.datetime | None = None,
-) -> UserState:
-    return UserState(
-        id=user_id,
-        login=f"u{user_id}",
-        active=True,
-        valid_from=None,
-        valid_to=valid_to,
-        timezone=None,
-        roles=roles,
-        groups=(),
-        security_version=1,
-    )
-
-
-def principal(services: Services, **changes: object) -> Principal:
-    return build_principal(services.tenant, user(**changes))  # type: ignore[arg-type]
+) -> Principal:
+    return principal_with_roles(services, user_id, *roles, valid_to=valid_to)
 
 
 class Source:
