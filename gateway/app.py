@@ -75,7 +75,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.metrics = metrics
-        async with open_services(settings, tenant, schema, metrics=metrics) as services:
+        async with open_services(
+            settings, tenant, schema, metrics=metrics, hold_keys=True
+        ) as services:
             app.state.services = services
             if freeze_gc:
                 # What exists now lives as long as the process: keep it out of the

@@ -21,6 +21,7 @@ from resolvers.blobs import local_file_storage
 from resolvers.cache import ResponseCache
 from resolvers.commands import CommandRegistry, load_commands
 from resolvers.errors import TenantFileError
+from resolvers.key_leases import KeyLeases
 from resolvers.metrics import GatewayMetrics
 from resolvers.migrate import apply_plan
 from resolvers.notify import build_notifiers
@@ -66,12 +67,15 @@ async def open_services(
     migrate: bool | None = None,
     metrics: GatewayMetrics | None = None,
     commands: CommandRegistry | None = None,
+    hold_keys: bool = False,
 ) -> AsyncIterator[Services]:
     """Open the engine and Valkey (embedded when no URL is set); close both on the way out.
 
     With `migrate` (default: the `auto_migrate` setting) additive schema changes are
     applied first; destructive ones stop the start with the plan in the message. The
     tenant's command modules are loaded (and checked) unless `commands` are given.
+    With `hold_keys` (a server, not the CLI) key snapshots are kept in memory under a
+    lease (`resolvers.key_leases`), except on a Valkey cluster.
     """
     tenant = tenant or load_tenant(settings.tenant_file)
     schema = schema or build_schema(tenant)
@@ -100,6 +104,17 @@ async def open_services(
             if not plan.empty:
                 _log.info("schema migrated:\n%s", plan.describe())
         reads = BatchedReads(valkey)
+        cache = ResponseCache(
+            valkey,
+            reads=reads,
+            prefix=settings.valkey.key_prefix,
+            tenant_digest=tenant.digest,
+            clock=utc_now,
+            list_ttl=settings.valkey.cache_list_ttl,
+        )
+        leases: KeyLeases[Any] | None = None
+        if hold_keys and settings.valkey.key_leases and isinstance(valkey, Valkey):
+            leases = KeyLeases(valkey, settings.valkey.key_prefix, epoch_key=cache.epoch())
         services = Services(
             tenant=tenant,
             schema=schema,
@@ -134,18 +149,16 @@ async def open_services(
                 settings.files.max_upload_bytes,
             ),
             commands=commands,
-            cache=ResponseCache(
-                valkey,
-                reads=reads,
-                prefix=settings.valkey.key_prefix,
-                tenant_digest=tenant.digest,
-                clock=utc_now,
-                list_ttl=settings.valkey.cache_list_ttl,
-            ),
+            cache=cache,
+            key_leases=leases,
         )
+        if leases is not None:
+            leases.start()
         try:
             yield services
         finally:
+            if leases is not None:
+                await leases.aclose()
             await services.cache.aclose()
             await services.notifiers.aclose()
     finally:

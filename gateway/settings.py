@@ -65,6 +65,8 @@ class ValkeySettings:
     """PEM CA bundle that signed the server's certificate (`valkeys://`); unset: system CAs."""
     cache_list_ttl: int = 300
     """Seconds a cached read lives at most (writes make entries stale sooner)."""
+    key_leases: bool = True
+    """Keep key snapshots in memory under a lease (`resolvers.key_leases`); not on a cluster."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +325,11 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
         "300",
         "Seconds a cached read lives at most; writes through the gateway refresh sooner.",
     ),
+    (
+        "GATEWAY_KEY_LEASES",
+        "true",
+        "Key checks from memory under a lease renewed through Valkey (not on a cluster).",
+    ),
     ("GATEWAY_HOST", "127.0.0.1", "Listen address of `gateway serve` (`--host` wins)."),
     ("GATEWAY_PORT", "8000", "Listen port of `gateway serve` (`--port` wins)."),
     ("GATEWAY_WORKERS", "1", "Worker processes of `gateway serve` (`--workers` wins)."),
@@ -479,6 +486,7 @@ def _valkey_settings(reader: _EnvReader) -> ValkeySettings:
         cluster=cluster,
         ca_file=None if ca_file is None else Path(ca_file),
         cache_list_ttl=reader.integer("GATEWAY_CACHE_LIST_TTL", 300, low=1, high=86_400),
+        key_leases=reader.flag("GATEWAY_KEY_LEASES", default=True),
     )
 
 

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from resolvers import ratelimit
 from resolvers.errors import FieldError, Forbidden, Invalid, NotFound, Unauthenticated
+from resolvers.key_leases import announce
 from resolvers.memo import SingleFlight
 from resolvers.principal import Principal, UserState, build_principal, effective_roles
 from resolvers.services import CACHE_ERRORS, Services
@@ -64,6 +65,7 @@ _TOMBSTONE = b"-"
 """What an eviction writes in place of a snapshot, followed by a token of its own: no two
 evictions write the same bytes, so a request that saw one never shares a load begun
 before it (`_load_once`)."""
+_SNAPSHOT_AGE = dt.timedelta(seconds=SNAPSHOT_TTL)
 _LAST_USED_RESOLUTION = dt.timedelta(seconds=60)
 _MAX_NAME = 100
 _MAX_PASSWORD = 1024
@@ -119,6 +121,9 @@ class _Snapshot(msgspec.Struct, frozen=True):
     user: UserState
     epoch: int = 0
     """The cache epoch read before the database was (`ResponseCache.epoch`)."""
+    loaded_on: dt.datetime | None = None
+    """When it was read from the database: memory keeps it `SNAPSHOT_TTL` at most, as
+    Valkey does (None: written by an older version, never kept in memory)."""
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -142,15 +147,24 @@ async def authenticate(services: Services, raw_key: str | None) -> Principal:
     if match is None:
         raise Unauthenticated("missing or malformed API key")
     public_id, secret = match.groups()
-    cached, epoch, seen = await _cached_snapshot(services, public_id)
+    now = services.clock()
+    leases = services.key_leases
+    cached = None if leases is None else leases.get(public_id)
+    if cached is not None and not _fresh(cached[0], now):
+        cached = None
     if cached is None:
-        cached = await _load_once(services, public_id, epoch, seen)
+        mark = 0 if leases is None else leases.mark()
+        cached, epoch, seen = await _cached_snapshot(services, public_id)
         if cached is None:
-            raise Unauthenticated("unknown API key")
+            cached = await _load_once(services, public_id, epoch, seen)
+            if cached is None:
+                raise Unauthenticated("unknown API key")
+        if leases is not None and epoch is not None:
+            leases.offer(public_id, cached, mark)
+        now = services.clock()  # after the reads
     snapshot, principal = cached
     if not hmac.compare_digest(bytes.fromhex(snapshot.digest), _digest(secret)):
         raise Unauthenticated("unknown API key")
-    now = services.clock()
     if snapshot.revoked:
         raise Unauthenticated("this API key has been revoked")
     if snapshot.expires_at is not None and now >= snapshot.expires_at:
@@ -160,6 +174,12 @@ async def authenticate(services: Services, raw_key: str | None) -> Principal:
     if not principal.has(Permission.USE_API):
         raise Unauthenticated("this API key's user may not use the API")
     return principal
+
+
+def _fresh(snapshot: _Snapshot, now: dt.datetime) -> bool:
+    """Whether memory may still serve it: changes made behind the gateway's back (no
+    eviction) apply within `SNAPSHOT_TTL`, with or without memory."""
+    return snapshot.loaded_on is not None and now - snapshot.loaded_on < _SNAPSHOT_AGE
 
 
 # (tenant, snapshot bytes read from Valkey) → their decoded form and principal. Keyed by
@@ -278,6 +298,7 @@ async def _load_snapshot(services: Services, public_id: str, epoch: int) -> _Sna
         revoked=row.revoked_on is not None,
         user=user,
         epoch=epoch,
+        loaded_on=now,
     )
 
 
@@ -334,6 +355,7 @@ async def _evict(services: Services, public_ids: Sequence[str]) -> None:
         # does not carry. Say so loudly.
         services.cache.note_failure()
         _log.exception("could not evict %d key snapshot(s) from Valkey", len(public_ids))
+    await announce(services.valkey, services.key_prefix, public_ids)
 
 
 # --- issuing ----------------------------------------------------------------------

@@ -69,6 +69,7 @@ import msgspec
 from valkey.exceptions import ValkeyError
 
 from resolvers.batching import BatchedReads, ValkeyClient
+from resolvers.key_leases import announce
 from resolvers.memo import SingleFlight
 from resolvers.principal import Principal
 
@@ -157,6 +158,7 @@ class ResponseCache:
         self._clock = clock
         self.list_ttl = list_ttl
         self.prefix = f"{prefix}:{tenant_digest[:12]}"
+        self._key_prefix = prefix
         self._failures = 0
         """Valkey calls that failed since the epoch was last bumped (see `_recover`)."""
         self._inflight: SingleFlight[str, Cached] = SingleFlight()
@@ -407,6 +409,8 @@ class ResponseCache:
         """
         failures = self._failures
         await self._valkey.incr(self.epoch())
+        # Key snapshots carry the epoch too: those kept in memory go at once.
+        await announce(self._valkey, self._key_prefix, None)
         self._failures -= failures  # failures counted meanwhile call for another bump
         _log.warning("response cache reachable again; every entry made stale")
 

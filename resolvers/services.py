@@ -14,6 +14,7 @@ from resolvers.batching import BatchedReads
 from resolvers.blobs import FileStorage
 from resolvers.cache import CACHE_ERRORS, ResponseCache
 from resolvers.commands import CommandRegistry
+from resolvers.key_leases import KeyLeases
 from resolvers.memo import Lru
 from resolvers.notify import Notifiers
 from resolvers.passwords import Passwords
@@ -78,3 +79,6 @@ class Services:
     clock: Callable[[], dt.datetime] = field(default=utc_now)
     files: FileStorage | None = None
     """Uploaded files (see `blobs`); None: file routes answer 503."""
+    key_leases: KeyLeases[Any] | None = None
+    """Key snapshots in memory while a lease holds (see `key_leases`); None: a key check
+    reads Valkey on every request (the CLI, a Valkey cluster)."""

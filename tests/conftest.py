@@ -35,6 +35,7 @@ from sqlalchemy import event
 from gateway.app import create_app
 from gateway.runtime import open_services
 from gateway.settings import DEMO_TENANT_FILE, Settings
+from resolvers.key_leases import KeyLeases
 from resolvers.principal import Principal, UserState, build_principal
 from resolvers.services import Services
 from resolvers.users import ensure_admin
@@ -186,6 +187,15 @@ class Api:
         assert response.status_code == 201, response.text
         key: str = response.json()["key"]
         return key
+
+
+async def wait_for_lease(leases: KeyLeases[Any]) -> None:
+    """Until `leases` (another loop's: no event to wait on) holds its lease; at most 5 s."""
+    for _ in range(500):
+        if leases.held:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no key lease within 5 s")
 
 
 async def start_api(settings: Settings) -> AsyncIterator[Api]:

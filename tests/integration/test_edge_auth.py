@@ -4,9 +4,11 @@ key it does not ask for."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from valkey.asyncio import Valkey
 
-from tests.conftest import ADMIN_LOGIN, ADMIN_PASSWORD, Api
+from tests.conftest import ADMIN_LOGIN, ADMIN_PASSWORD, Api, start_api, wait_for_lease
 
 
 async def _mget_calls(client: Valkey) -> int:
@@ -14,22 +16,32 @@ async def _mget_calls(client: Valkey) -> int:
     return int(stats.get("cmdstat_mget", {}).get("calls", 0))
 
 
-async def test_a_routed_request_checks_its_key_once(api: Api) -> None:
-    """`GET /auth/keys/current` reads nothing from Valkey but the key: one MGET, not one
-    at the edge and another in the route's dependency."""
-    client = Valkey.from_url(str(api.settings.valkey.url))
-    try:
-        await api.client.get("/api/v1/auth/keys/current", headers=api.auth(api.admin_key))
-        before = await _mget_calls(client)
-        response = await api.client.get(
-            "/api/v1/auth/keys/current", headers=api.auth(api.admin_key)
-        )
-        after = await _mget_calls(client)
-    finally:
-        await client.aclose()
+async def _current_key_mgets(api: Api, client: Valkey) -> int:
+    """MGETs made by the second of two `GET /auth/keys/current` of the admin."""
+    await api.client.get("/api/v1/auth/keys/current", headers=api.auth(api.admin_key))
+    before = await _mget_calls(client)
+    response = await api.client.get("/api/v1/auth/keys/current", headers=api.auth(api.admin_key))
     assert response.status_code == 200, response.text
     assert response.json()["user"]["login"] == ADMIN_LOGIN
-    assert after - before == 1
+    return await _mget_calls(client) - before
+
+
+async def test_a_routed_request_checks_its_key_once(api: Api) -> None:
+    """`GET /auth/keys/current` reads nothing from Valkey but the key: one MGET, not one
+    at the edge and another in the route's dependency; none while a lease is held."""
+    leases = api.app_services.key_leases
+    assert leases is not None
+    await wait_for_lease(leases)
+    settings = replace(api.settings, valkey=replace(api.settings.valkey, key_leases=False))
+    client = Valkey.from_url(str(api.settings.valkey.url))
+    try:
+        with_lease = await _current_key_mgets(api, client)
+        async for without in start_api(settings):
+            assert without.app_services.key_leases is None
+            without_lease = await _current_key_mgets(without, client)
+    finally:
+        await client.aclose()
+    assert (with_lease, without_lease) == (0, 1)
 
 
 async def test_the_edge_verdict_refuses_a_revoked_key_on_the_next_request(api: Api) -> None:
