@@ -2,9 +2,10 @@
 
 ``GET /bench/whoami`` is guarded by the real key check (``provide_principal``, as on
 ``/api/v1``) and answers ``{"user": <login>}``; ``GET /bench/anon`` is its twin without
-the dependency and answers ``{"user": null}``. Both sit in one router with the same
-before/after-request hooks as ``/api/v1``, so the dependency is the only difference.
-Not part of the product.
+the dependency and answers ``{"user": null}``. ``GET /bench/anon-dep`` has a dependency
+that checks nothing (``bench/auth_overhead/alternate.py`` uses it to tell Litestar's
+dependency injection from the key check). All sit in one router with the same
+before/after-request hooks as ``/api/v1``. Not part of the product.
 
 Serve with ``granian --interface asgi --factory app:create_bench_app`` (settings from
 ``GATEWAY_*`` variables).
@@ -36,10 +37,19 @@ async def anon() -> dict[str, str | None]:
     return {"user": None}
 
 
+async def _nobody() -> None:
+    return None
+
+
+@get("/anon-dep", dependencies={"principal": Provide(_nobody)})
+async def anon_dep(principal: None) -> dict[str, str | None]:
+    return {"user": principal}
+
+
 def bench_router() -> Router:
     return Router(
         path="/bench",
-        route_handlers=[whoami, anon],
+        route_handlers=[whoami, anon, anon_dep],
         before_request=refuse_keys_in_query,
         after_request=private_responses,
         include_in_schema=False,
