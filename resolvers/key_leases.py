@@ -14,10 +14,11 @@ promise that; a lease renewed through Valkey can:
   lets its lease run out, and its requests read Valkey as they did without leases.
 - An eviction (`announce`) follows its tombstones with a `PUBLISH`, then waits until
   every registered holder has acknowledged it (`RPUSH` of its name, after dropping the
-  entries), or until the lease of a holder that did not answer has run out: `LEASE`
-  plus a margin after the publish returned. A holder registered after the publish
-  either handled the message before its next pong, or subscribed after it and so
-  started empty.
+  entries), and as many acknowledgements have come as `PUBLISH` counted subscribers;
+  or until the lease of a holder that did not answer has run out: `LEASE` plus a
+  margin after the publish returned. A holder registered after the publish either
+  handled the message before its next pong, or subscribed after it and so started
+  empty.
 - A snapshot read from Valkey or the database enters memory only if no eviction was
   handled since the request began (`mark`, `offer`): a read that raced an eviction
   cannot put the old snapshot back after the eviction was handled.
@@ -252,10 +253,13 @@ async def announce(
         async with valkey.pipeline(transaction=False) as pipe:
             pipe.publish(_channel(prefix), payload)
             pipe.hkeys(_holders(prefix))  # after the publish: see the module's docstring
-            _, holders = await pipe.execute()
+            subscribers, holders = await pipe.execute()
         deadline = clock() + LEASE + _MARGIN
-        waiting = set(holders)
-        while waiting:
+        # Every registered holder, and as many acknowledgements as there were
+        # subscribers: the registry alone would miss a holder whose registration was
+        # lost (a flushed or evicted key) while its subscription was not.
+        waiting, acknowledged = set(holders), 0
+        while waiting or acknowledged < subscribers:
             remaining = deadline - clock()
             if remaining <= 0:
                 break
@@ -263,9 +267,14 @@ async def announce(
             if popped is None:
                 break
             waiting.discard(popped[1])
-        if waiting:
+            acknowledged += 1
+        if waiting or acknowledged < subscribers:
             _log.warning(
-                "eviction not acknowledged by %d holder(s); their leases ran out", len(waiting)
+                "eviction not acknowledged by every holder (%d of %d subscribers, %d "
+                "registered holders silent); their leases ran out",
+                acknowledged,
+                subscribers,
+                len(waiting),
             )
         await _command(valkey, "DEL", _acks(prefix, nonce))
     except _ERRORS:
