@@ -114,7 +114,12 @@ async def open_services(
         )
         leases: KeyLeases[Any] | None = None
         if hold_keys and settings.valkey.key_leases and isinstance(valkey, Valkey):
-            leases = KeyLeases(valkey, settings.valkey.key_prefix, epoch_key=cache.epoch())
+            leases = KeyLeases(
+                valkey,
+                settings.valkey.key_prefix,
+                epoch_key=cache.epoch(),
+                observe=None if metrics is None else metrics.key_lease,
+            )
         services = Services(
             tenant=tenant,
             schema=schema,

@@ -85,8 +85,11 @@ class KeyLeases(Generic[T]):
         *,
         epoch_key: str,
         clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
         self._valkey = valkey
+        self._observe = observe
+        """Told `held` when a lease begins after none, `lost` when one held is lost."""
         self._prefix = prefix
         self._epoch_key = epoch_key
         self._clock = clock
@@ -134,6 +137,8 @@ class KeyLeases(Generic[T]):
                 self._entries.pop(public_id, None)
 
     def _lapse(self) -> None:
+        if self.held and not self._stopping and self._observe is not None:
+            self._observe("lost")
         self._until = 0.0
         self._drop()
 
@@ -214,6 +219,8 @@ class KeyLeases(Generic[T]):
         if kind == "pong":
             pinged = pings.pop(message["data"], None)
             if pinged is not None:
+                if not self.held and self._observe is not None:
+                    self._observe("held")
                 self._until = max(self._until, pinged + LEASE)
                 self._pongs += 1
         elif kind == "message":

@@ -5,6 +5,7 @@
     jgw_cache_requests_total{type,outcome}                  hit, miss, bypass, revalidated
     jgw_db_pool_connections{state}                          in_use, size (gauges)
     jgw_challenge_deliveries_total{channel,outcome}         delivered, failed
+    jgw_key_leases_total{event}                             held, lost
 
 `route` is the route template (`/api/v1/collections/Item/{record_id}`), never the
 raw path, so label values stay few. With several workers (`gateway serve --workers N`)
@@ -95,6 +96,12 @@ class GatewayMetrics:
             ("channel", "outcome"),
             registry=self.registry,
         )
+        self._leases = Counter(
+            "jgw_key_leases",
+            "Key leases begun (held) and lost while held (lost), summed over workers.",
+            ("event",),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], _Children] = {}
         self._cache_children: dict[tuple[str, str], Any] = {}
 
@@ -152,6 +159,10 @@ class GatewayMetrics:
     def delivery(self, channel: str, outcome: str) -> None:
         """A challenge message's send: `delivered` or `failed`."""
         self._deliveries.labels(channel, outcome).inc()
+
+    def key_lease(self, event: str) -> None:
+        """A worker's key lease (`resolvers.key_leases`): `held` or `lost`."""
+        self._leases.labels(event).inc()
 
     # --- exposition ----------------------------------------------------------------------
 

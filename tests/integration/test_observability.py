@@ -8,6 +8,7 @@ and is open on loopback only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -17,10 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from valkey.asyncio import Valkey
 
 from gateway.logs import JsonFormatter
 from gateway.settings import Settings
-from tests.conftest import Api, Backend, make_settings, start_api
+from tests.conftest import Api, Backend, make_settings, start_api, wait_for_lease
 
 COMPANIES = "/api/v1/collections/Company"
 RESET = "/api/v1/auth/password-reset"
@@ -198,6 +200,31 @@ async def test_metrics_count_requests_cache_outcomes_and_the_pool(sqlite_api: Ap
     text = await _metrics(api)
     assert _value(text, "jgw_http_requests_total", method="GET", route="unmatched", status="404")
     assert "12345" not in text
+
+
+async def test_metrics_count_key_leases_held_and_lost(sqlite_api: Api) -> None:
+    leases = sqlite_api.app_services.key_leases
+    assert leases is not None
+    await wait_for_lease(leases)
+    text = await _metrics(sqlite_api)
+    assert _value(text, "jgw_key_leases_total", event="held") == 1
+    assert _value(text, "jgw_key_leases_total", event="lost") == 0
+    admin = Valkey.from_url(str(sqlite_api.settings.valkey.url))
+    try:
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    finally:
+        await admin.aclose()
+    counted = (0.0, 0.0)
+    for _ in range(100):  # the worker subscribes again: a lease lost, then a new one
+        text = await _metrics(sqlite_api)
+        counted = (
+            _value(text, "jgw_key_leases_total", event="held"),
+            _value(text, "jgw_key_leases_total", event="lost"),
+        )
+        if counted == (2, 1):
+            break
+        await asyncio.sleep(0.05)
+    assert counted == (2, 1)
 
 
 async def test_metrics_need_a_manage_cache_key_off_loopback(sqlite_api: Api) -> None:
