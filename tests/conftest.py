@@ -30,13 +30,15 @@ if "XDG_RUNTIME_DIR" not in os.environ:
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import event
+from sqlalchemy import event, select
+from valkey.asyncio import Valkey
 
 from gateway.app import create_app
 from gateway.runtime import open_services
 from gateway.settings import DEMO_TENANT_FILE, Settings
+from resolvers.auth import IssuedKey, issue_key
 from resolvers.key_leases import KeyLeases
-from resolvers.principal import Principal, UserState, build_principal
+from resolvers.principal import Principal, UserState, build_principal, system_principal
 from resolvers.services import Services
 from resolvers.users import ensure_admin
 from tests.valkey_cluster import valkey_cluster  # noqa: F401 - a session fixture, shared
@@ -187,6 +189,27 @@ class Api:
         assert response.status_code == 201, response.text
         key: str = response.json()["key"]
         return key
+
+
+async def issue_admin_key(services: Services, name: str) -> IssuedKey:
+    """A new key of the admin `root` (created first if missing), issued directly."""
+    await ensure_admin(services, login=ADMIN_LOGIN, password=ADMIN_PASSWORD)
+    users = services.schema.system.users
+    async with services.engine.connect() as conn:
+        admin_id = await conn.scalar(select(users.c.id).where(users.c.login == ADMIN_LOGIN))
+    assert admin_id is not None
+    operator = system_principal(services.tenant, login=ADMIN_LOGIN, roles=("admin",))
+    issued, _ = await issue_key(services, operator, user_id=int(admin_id), name=name)
+    return issued
+
+
+async def kill_subscriptions(valkey_url: str) -> None:
+    """Close every pub/sub connection of that Valkey, as a network fault would."""
+    admin = Valkey.from_url(valkey_url)
+    try:
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    finally:
+        await admin.aclose()
 
 
 async def wait_for_lease(leases: KeyLeases[Any]) -> None:

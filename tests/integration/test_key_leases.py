@@ -16,18 +16,16 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from valkey.asyncio import Valkey
 
 from gateway.runtime import open_services
 from gateway.settings import Settings
-from resolvers.auth import KEY_PATTERN, SNAPSHOT_TTL, authenticate, issue_key, revoke_key
+from resolvers.auth import KEY_PATTERN, SNAPSHOT_TTL, authenticate, revoke_key
 from resolvers.errors import Unauthenticated
 from resolvers.key_leases import KeyLeases, announce
 from resolvers.principal import system_principal
 from resolvers.services import Services
-from resolvers.users import ensure_admin
-from tests.conftest import statements_on, wait_for_lease
+from tests.conftest import issue_admin_key, kill_subscriptions, statements_on, wait_for_lease
 
 Opener = Callable[[], AbstractAsyncContextManager[Services]]
 
@@ -53,12 +51,7 @@ async def _held(services: Services) -> KeyLeases[Any]:
 
 async def _admin_key(services: Services) -> tuple[str, str, int]:
     """A new key of the admin: the key, its public id, its id."""
-    await ensure_admin(services, login="root", password="a-long-root-password")
-    users = services.schema.system.users
-    async with services.engine.connect() as conn:
-        admin_id = int(await conn.scalar(select(users.c.id).where(users.c.login == "root")) or 0)
-    operator = system_principal(services.tenant, login="root", roles=("admin",))
-    issued, _ = await issue_key(services, operator, user_id=admin_id, name="leases")
+    issued = await issue_admin_key(services, "leases")
     match = KEY_PATTERN.fullmatch(issued.secret)
     assert match is not None
     return issued.secret, match.group(1), issued.key.id
@@ -164,11 +157,10 @@ async def test_a_revocation_waits_out_the_lease_of_a_process_that_does_not_answe
     holder: type[_Stalled],
 ) -> None:
     async with process() as services:
-        await _held(services)
+        leases = await _held(services)
         key, public_id, key_id = await _admin_key(services)
         await authenticate(services, key)
-        assert services.key_leases is not None
-        decoded = services.key_leases.get(public_id)
+        decoded = leases.get(public_id)
         assert decoded is not None
         client = Valkey.from_url(str(settings.valkey.url))
         stalled = holder(client, settings.valkey.key_prefix, epoch_key=services.cache.epoch())
@@ -213,11 +205,7 @@ async def test_a_revocation_published_while_a_subscription_is_down_still_applies
         key, public_id, key_id = await _admin_key(revoker)
         await authenticate(holder, key)
         assert leases.get(public_id) is not None
-        admin = Valkey.from_url(str(settings.valkey.url))
-        try:
-            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-        finally:
-            await admin.aclose()
+        await kill_subscriptions(str(settings.valkey.url))
         await _revoke(revoker, key_id)  # its message may be lost: the lease is not
         assert leases.get(public_id) is None
         with pytest.raises(Unauthenticated, match="revoked"):

@@ -6,25 +6,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from resolvers import auth
-from resolvers.auth import KEY_PATTERN, authenticate, evict_user, issue_key, revoke_key
+from resolvers.auth import KEY_PATTERN, authenticate, evict_user, revoke_key
 from resolvers.errors import Unauthenticated
 from resolvers.principal import system_principal
 from resolvers.services import Services
-from resolvers.users import ensure_admin
-from tests.conftest import statements_on
+from tests.conftest import issue_admin_key, statements_on
 
 
 async def _admin_key(services: Services) -> tuple[str, int]:
-    await ensure_admin(services, login="root", password="a-long-root-password")
-    users = services.schema.system.users
-    async with services.engine.connect() as conn:
-        admin_id = int(await conn.scalar(select(users.c.id).where(users.c.login == "root")) or 0)
-    operator = system_principal(services.tenant, login="root", roles=("admin",))
-    issued, _ = await issue_key(services, operator, user_id=admin_id, name="loads")
-    return issued.secret, admin_id
+    issued = await issue_admin_key(services, "loads")
+    return issued.secret, issued.key.user_id
 
 
 def _snapshot_key(services: Services, key: str) -> str:

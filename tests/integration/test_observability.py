@@ -18,11 +18,17 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from valkey.asyncio import Valkey
 
 from gateway.logs import JsonFormatter
 from gateway.settings import Settings
-from tests.conftest import Api, Backend, make_settings, start_api, wait_for_lease
+from tests.conftest import (
+    Api,
+    Backend,
+    kill_subscriptions,
+    make_settings,
+    start_api,
+    wait_for_lease,
+)
 
 COMPANIES = "/api/v1/collections/Company"
 RESET = "/api/v1/auth/password-reset"
@@ -209,11 +215,7 @@ async def test_metrics_count_key_leases_held_and_lost(sqlite_api: Api) -> None:
     text = await _metrics(sqlite_api)
     assert _value(text, "jgw_key_leases_total", event="held") == 1
     assert _value(text, "jgw_key_leases_total", event="lost") == 0
-    admin = Valkey.from_url(str(sqlite_api.settings.valkey.url))
-    try:
-        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-    finally:
-        await admin.aclose()
+    await kill_subscriptions(str(sqlite_api.settings.valkey.url))
     counted = (0.0, 0.0)
     for _ in range(100):  # the worker subscribes again: a lease lost, then a new one
         text = await _metrics(sqlite_api)
