@@ -184,7 +184,7 @@ def _document_handler(handler: HTTPRouteHandler) -> None:
         # Nothing said: every status the error mapping can answer.
         declared = {**problems(*PROBLEM_STATUSES), **declared}
     handler.responses = declared
-    if "principal" in handler.parsed_fn_signature.parameters and handler.security is None:
+    if handler.security is None:  # the anonymous few say `security=[]`
         handler.security = _KEYED
 
 

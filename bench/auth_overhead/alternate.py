@@ -10,7 +10,9 @@ with the access log off. Paths:
 - ``anon``: the route without a key or a dependency;
 - ``anon + key``: the same route with the key presented, so the edge checks it;
 - ``anon-dep``: a twin with a dependency that checks nothing (Litestar's injection alone);
-- ``whoami``: the key checked and injected as ``principal``, with and without leases.
+- ``whoami``: the key checked and the principal asked for (``caller``), with and without
+  leases;
+- ``whoami-dep``: the same principal injected by Litestar, as ``/api/v1`` did before.
 
 Each round measures every path once, so slow spells of a noisy machine fall on all alike.
 """
@@ -44,6 +46,7 @@ async def session(settings: Settings, key: str, rounds: int) -> None:
         "anon + key": lambda: rp.call(leased, "GET", "/bench/anon", headers=auth),
         "anon-dep": lambda: rp.call(leased, "GET", "/bench/anon-dep"),
         "whoami, leases": lambda: rp.call(leased, "GET", "/bench/whoami", headers=auth),
+        "whoami-dep, leases": lambda: rp.call(leased, "GET", "/bench/whoami-dep", headers=auth),
         "whoami, no leases": lambda: rp.call(unleased, "GET", "/bench/whoami", headers=auth),
     }
     async with leased.lifespan(), unleased.lifespan():

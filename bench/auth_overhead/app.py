@@ -1,10 +1,11 @@
 """The real gateway app plus two benchmark-only routes, for ``bench/auth_overhead/run.py``.
 
-``GET /bench/whoami`` is guarded by the real key check (``provide_principal``, as on
-``/api/v1``) and answers ``{"user": <login>}``; ``GET /bench/anon`` is its twin without
-the dependency and answers ``{"user": null}``. ``GET /bench/anon-dep`` has a dependency
-that checks nothing (``bench/auth_overhead/alternate.py`` uses it to tell Litestar's
-dependency injection from the key check). All sit in one router with the same
+``GET /bench/whoami`` is guarded by the real key check (``caller``, as every route of
+``/api/v1`` is) and answers ``{"user": <login>}``; ``GET /bench/anon`` is its twin
+without it and answers ``{"user": null}``. ``GET /bench/anon-dep`` has a dependency that
+checks nothing, and ``GET /bench/whoami-dep`` gets the principal as a Litestar dependency,
+as ``/api/v1`` did before (``bench/auth_overhead/alternate.py`` uses both to tell
+Litestar's dependency injection from the key check). All sit in one router with the same
 before/after-request hooks as ``/api/v1``. Not part of the product.
 
 Serve with ``granian --interface asgi --factory app:create_bench_app`` (settings from
@@ -14,21 +15,28 @@ Serve with ``granian --interface asgi --factory app:create_bench_app`` (settings
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from litestar import Litestar, Router, get
+from litestar import Litestar, Request, Router, get
 from litestar.di import Provide
 
 from gateway.app import create_app
 from gateway.runtime import configure_logging
 from gateway.settings import Settings
 from resolvers.principal import Principal
-from rest.v1.security import private_responses, provide_principal, refuse_keys_in_query
+from rest.v1.security import caller, private_responses, refuse_keys_in_query
 
 __all__ = ["bench_router", "build", "create_bench_app"]
 
 
-@get("/whoami", dependencies={"principal": Provide(provide_principal)})
-async def whoami(principal: Principal) -> dict[str, str | None]:
+@get("/whoami")
+async def whoami(request: Request[Any, Any, Any]) -> dict[str, str | None]:
+    principal = await caller(request)
+    return {"user": principal.login}
+
+
+@get("/whoami-dep", dependencies={"principal": Provide(caller)})
+async def whoami_dep(principal: Principal) -> dict[str, str | None]:
     return {"user": principal.login}
 
 
@@ -49,7 +57,7 @@ async def anon_dep(principal: None) -> dict[str, str | None]:
 def bench_router() -> Router:
     return Router(
         path="/bench",
-        route_handlers=[whoami, anon, anon_dep],
+        route_handlers=[whoami, whoami_dep, anon, anon_dep],
         before_request=refuse_keys_in_query,
         after_request=private_responses,
         include_in_schema=False,

@@ -13,7 +13,7 @@ from rest.v1.collections import collection_routers
 from rest.v1.commands import command_router
 from rest.v1.files import file_routers
 from rest.v1.keys import KeysController, OthersKeysController
-from rest.v1.security import private_responses, provide_principal, refuse_keys_in_query
+from rest.v1.security import private_responses, refuse_keys_in_query
 from rest.v1.users import UsersController
 
 __all__ = ["v1_router"]
@@ -38,7 +38,6 @@ def v1_router(
             command_router(tenant),
         ],
         dependencies={
-            "principal": Provide(provide_principal),
             "trusted_proxies": Provide(lambda: trusted_proxies, sync_to_thread=False),
         },
         before_request=refuse_keys_in_query,

@@ -12,15 +12,15 @@ import html
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter, SkipValidation
 
 from resolvers import challenges
 from resolvers.errors import Conflict, FieldError, GatewayError, Gone, Invalid, NotFound
-from resolvers.principal import Principal
 from resolvers.services import Services
 from rest.openapi import problems
+from rest.v1.security import caller
 from rest.v1.users import UserIn
 
 __all__ = ["AccountsController"]
@@ -129,9 +129,10 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[RegisterIn]],
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> RegisterOut:
         """Create a user (registerUsers); with a challenge it stays inactive until answered."""
+        principal = await caller(request)
         body = _only(_object(data), {"user", "challenge"})
         user = body.get("user")
         if not isinstance(user, dict):
@@ -149,9 +150,10 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[AnswerIn]],
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> AnswerOut:
         """Answer one method: `{challenge_id, method, code}` or `{token}` (registerUsers)."""
+        principal = await caller(request)
         outcome = await challenges.submit(services, principal, **_answer(data))
         return AnswerOut(
             challenge_id=outcome.challenge_id,
@@ -160,7 +162,12 @@ class AccountsController(Controller):
             activated=outcome.completed,
         )
 
-    @get("/challenge/link", include_in_schema=True, responses=problems(400, 404, 409, 410, 422))
+    @get(
+        "/challenge/link",
+        include_in_schema=True,
+        responses=problems(400, 404, 409, 410, 422),
+        security=[],  # the link's token is the credential
+    )
     async def follow_link(
         self,
         services: NamedDependency[Services],
@@ -187,9 +194,10 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[RetryIn]],
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> RetryOut:
         """Send the pending methods again with fresh secrets; old ones stop working."""
+        principal = await caller(request)
         body = _only(_object(data), {"challenge_id", "login", "email"})
         result = await challenges.retry(services, principal, **body)
         return RetryOut(
@@ -203,9 +211,10 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[ResetIn]],
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> RetryOut:
         """Send a reset challenge (resetPasswords); an unknown user answers alike."""
+        principal = await caller(request)
         body = _only(_object(data), {"login", "email", "methods", "link_url"})
         result = await challenges.start_reset(
             services,
@@ -226,9 +235,10 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[ResetCompleteIn]],
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> ResetOut:
         """Answer a reset challenge with the new password; the last answer sets it."""
+        principal = await caller(request)
         body = _only(_object(data), {"challenge_id", "method", "code", "token", "password"})
         password = body.pop("password", None)
         outcome = await challenges.complete_reset(services, principal, password=password, **body)

@@ -35,7 +35,6 @@ from litestar.params import JSONBody, PathParameter, SkipValidation
 from resolvers import collections as records
 from resolvers import reads
 from resolvers.errors import FieldError, Invalid
-from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.storage import MAX_ID
 from resolvers.tenant import Kind, Property, Tenant, TypeDef
@@ -44,6 +43,7 @@ from rest.caching import CACHED_HEADERS, NOT_MODIFIED, cached_response, wants_fr
 from rest.openapi import Ref, documented, problems
 from rest.v1.files import create_hook, create_operation
 from rest.v1.list_params import DECLARED, MAX_CURSOR, ListParams, equalities
+from rest.v1.security import caller
 
 __all__ = ["collection_routers"]
 
@@ -459,7 +459,6 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         *,
         request: Request[Any, Any, Any],
         services: Services,
-        principal: Principal,
         filter_: str = "",
         order: str = "",
         limit: int = records.DEFAULT_LIMIT,
@@ -471,6 +470,7 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         no_cache: int = 0,
     ) -> Response[bytes]:
         """Records in the caller's read scope; unknown query parameters are equality filters."""
+        principal = await caller(request)
         query = ListParams(
             filter_=filter_,
             order=order,
@@ -487,9 +487,10 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         return cached_response(request, found)
 
     async def search(
-        request: Request[Any, Any, Any], data: Any, services: Services, principal: Principal
+        request: Request[Any, Any, Any], data: Any, services: Services
     ) -> Response[bytes]:
         """The same as the list, with the parameters in a JSON body (also sent as SEARCH)."""
+        principal = await caller(request)
         body: SearchBody = _strict(data, SearchBody)
         query = records.list_query(
             filter=body.filter,
@@ -511,9 +512,9 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         request: Request[Any, Any, Any],
         record_id: int,
         services: Services,
-        principal: Principal,
         no_cache: int = 0,
     ) -> Response[bytes]:
+        principal = await caller(request)
         fresh = wants_fresh(request, no_cache)
         found = await reads.record_body(services, principal, name, record_id, fresh=fresh)
         return cached_response(request, found)
@@ -524,33 +525,41 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         property_name: str,
         value: str,
         services: Services,
-        principal: Principal,
         no_cache: int = 0,
     ) -> Response[bytes]:
+        principal = await caller(request)
         fresh = wants_fresh(request, no_cache)
         found = await reads.record_by_body(
             services, principal, name, property_name, value, fresh=fresh
         )
         return cached_response(request, found)
 
-    async def create(data: Any, services: Services, principal: Principal) -> dict[str, Any]:
+    async def create(
+        data: Any, services: Services, request: Request[Any, Any, Any]
+    ) -> dict[str, Any]:
+        principal = await caller(request)
         return {"data": await records.create_record(services, principal, name, _body(data))}
 
     async def patch_one(
-        record_id: int, data: Any, services: Services, principal: Principal
+        record_id: int, data: Any, services: Services, request: Request[Any, Any, Any]
     ) -> dict[str, Any]:
+        principal = await caller(request)
         changed = await records.update_record(services, principal, name, record_id, _body(data))
         return {"data": changed}
 
     async def replace_one(
-        record_id: int, data: Any, services: Services, principal: Principal
+        record_id: int, data: Any, services: Services, request: Request[Any, Any, Any]
     ) -> dict[str, Any]:
+        principal = await caller(request)
         changed = await records.update_record(
             services, principal, name, record_id, _body(data), replace=True
         )
         return {"data": changed}
 
-    async def delete_one(record_id: int, services: Services, principal: Principal) -> None:
+    async def delete_one(
+        record_id: int, services: Services, request: Request[Any, Any, Any]
+    ) -> None:
+        principal = await caller(request)
         await records.delete_record(services, principal, name, record_id)
 
     _annotate(list_, models.page)
@@ -639,8 +648,6 @@ def _annotate(
             continue
         if value is Services:
             annotations[key] = NamedDependency[Services]
-        elif value is Principal:
-            annotations[key] = NamedDependency[Principal]
         elif key == "record_id":
             # Bounded like the id column: a larger number is a 400, never a driver overflow.
             annotations[key] = Annotated[int, PathParameter(gt=0, le=_INT64_MAX)]

@@ -16,16 +16,16 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, cast
 
 import msgspec
-from litestar import Response, Router, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Discriminator, OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import JSONBody, PathParameter, SkipValidation
 
 from resolvers import commands
-from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.tenant import Tenant
 from rest.openapi import Ref, documented, problems
+from rest.v1.security import caller
 
 __all__ = ["command_router"]
 
@@ -162,8 +162,9 @@ def command_router(tenant: Tenant) -> Router:
     """`/commands`: the listing, one documented route per command, and a 404 for others."""
     registry = commands.load_commands(tenant)
 
-    async def listing(services: Services, principal: Principal) -> Response[bytes]:
+    async def listing(services: Services, request: Request[Any, Any, Any]) -> Response[bytes]:
         """The commands you may run, with the JSON Schemas of their input and result."""
+        principal = await caller(request)
         runnable = services.commands.runnable(principal)
         body = {
             "data": [
@@ -181,8 +182,9 @@ def command_router(tenant: Tenant) -> Router:
         return Response(content=msgspec.json.encode(body), media_type=_JSON)
 
     async def unknown(
-        name: str, services: Services, principal: Principal, data: Any = None
+        name: str, services: Services, request: Request[Any, Any, Any], data: Any = None
     ) -> Response[bytes]:
+        principal = await caller(request)
         return _result_response(await commands.run_command(services, principal, name, data))
 
     _annotate(listing, CommandList)
@@ -204,7 +206,10 @@ def _route(command: commands.Command) -> Any:
     name = command.name
     pascal = _pascal(command.field_name)
 
-    async def run(services: Services, principal: Principal, data: Any = None) -> Response[bytes]:
+    async def run(
+        services: Services, request: Request[Any, Any, Any], data: Any = None
+    ) -> Response[bytes]:
+        principal = await caller(request)
         return _result_response(await commands.run_command(services, principal, name, data))
 
     _annotate(
@@ -229,8 +234,6 @@ def _annotate(handler: Callable[..., Any], returned: type | None, *, body: Any =
     for key, value in list(annotations.items()):
         if value is Services:
             annotations[key] = NamedDependency[Services]
-        elif value is Principal:
-            annotations[key] = NamedDependency[Principal]
         elif key == "name":
             annotations[key] = Annotated[str, PathParameter(description="A command's name.")]
         elif key == "data":

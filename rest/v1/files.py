@@ -60,7 +60,7 @@ from resolvers.tenant import Kind, Property, Tenant, TypeDef
 from rest.caching import not_modified
 from rest.errors import problem
 from rest.openapi import Ref, problems
-from rest.v1.security import principal_of
+from rest.v1.security import caller
 
 __all__ = ["create_hook", "create_multipart", "create_operation", "file_routers"]
 
@@ -356,8 +356,7 @@ def create_hook(type_name: str) -> Callable[[Request[Any, Any, Any]], Awaitable[
         if _boundary(request) is None:
             return None
         services: Services = request.app.state.services
-        principal = await principal_of(request.scope, services)
-        return await create_multipart(request, services, principal, type_name)
+        return await create_multipart(request, services, await caller(request), type_name)
 
     return hook
 
@@ -451,10 +450,10 @@ def _handlers(type_name: str, prop: Property, max_upload_bytes: int) -> list[Any
         request: Request[Any, Any, Any],
         record_id: _RecordId,
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
         name: _Name = None,
     ) -> FileOne:
         """Store the request body as this file, replacing any earlier one."""
+        principal = await caller(request)
         stored = await files.put_file(
             services,
             principal,
@@ -469,18 +468,19 @@ def _handlers(type_name: str, prop: Property, max_upload_bytes: int) -> list[Any
         request: Request[Any, Any, Any],
         record_id: _RecordId,
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
     ) -> Response[Any]:
         """Stream this file (whole, or one byte range)."""
+        principal = await caller(request)
         stored = await files.file_info(services, principal, type_name, record_id, prop.name)
         return await _file_response(request, services, stored)
 
     async def remove(
         record_id: _RecordId,
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> None:
         """Remove this file; the record stays."""
+        principal = await caller(request)
         await files.delete_file(services, principal, type_name, record_id, prop.name)
 
     return [

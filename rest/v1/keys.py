@@ -10,10 +10,9 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 
 from resolvers import auth
-from resolvers.principal import Principal
 from resolvers.services import Services
 from resolvers.storage import MAX_ID
-from rest.v1.security import client_address
+from rest.v1.security import caller, client_address
 
 __all__ = ["KeysController", "OthersKeysController"]
 
@@ -60,7 +59,7 @@ class KeysController(Controller):
     path = "/auth/keys"
     tags = ("keys",)
 
-    @post("/")
+    @post("/", security=[])  # the login: a password, no key
     async def create(
         self,
         request: Request[Any, Any, Any],
@@ -81,24 +80,27 @@ class KeysController(Controller):
 
     @get("/")
     async def list_own(
-        self, services: NamedDependency[Services], principal: NamedDependency[Principal]
+        self, services: NamedDependency[Services], request: Request[Any, Any, Any]
     ) -> list[auth.ApiKey]:
         """The caller's own keys (metadata only), newest first."""
+        principal = await caller(request)
         return await auth.list_keys(services, principal)
 
     @get("/current")
     async def current(
-        self, services: NamedDependency[Services], principal: NamedDependency[Principal]
+        self, services: NamedDependency[Services], request: Request[Any, Any, Any]
     ) -> CurrentKeyOut:
         """Validate the presented key: its metadata and the user it acts as."""
+        principal = await caller(request)
         key = await auth.current_key(services, principal)
         return CurrentKeyOut(key=key, user=auth.KeyOwner.of(principal))
 
     @delete("/current")
     async def revoke_current(
-        self, services: NamedDependency[Services], principal: NamedDependency[Principal]
+        self, services: NamedDependency[Services], request: Request[Any, Any, Any]
     ) -> None:
         """Revoke the presented key; the next request with it is refused."""
+        principal = await caller(request)
         await auth.revoke_key(services, principal, principal.key_id or 0)
 
     @delete("/{key_id:int}")
@@ -106,9 +108,10 @@ class KeysController(Controller):
         self,
         key_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> None:
         """Revoke one of the caller's keys, or anyone's with manageUsers."""
+        principal = await caller(request)
         await auth.revoke_key(services, principal, key_id)
 
 
@@ -122,9 +125,10 @@ class OthersKeysController(Controller):
         user_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         data: JSONBody[NewKey],
         services: NamedDependency[Services],
-        principal: NamedDependency[Principal],
+        request: Request[Any, Any, Any],
     ) -> IssuedKeyOut:
         """Issue a key for another user (needs generateOthersApiKeys)."""
+        principal = await caller(request)
         issued, owner = await auth.issue_key(
             services, principal, user_id=user_id, name=data.name, expires_at=data.expires_at
         )

@@ -2,7 +2,7 @@
 
 A request that presents a key has it checked once, at the ASGI edge, before Litestar
 routes it (`check_presented_key`); the verdict waits in the scope for whoever asks
-(`principal_of`, the `principal` dependency). Checked there, the key's Valkey read
+(`principal_of`; routes call `caller`). Checked there, the key's Valkey read
 suspends a request a few frames deep instead of inside Litestar's dependency
 injection, which costs as much as the check itself.
 
@@ -30,12 +30,12 @@ from rest.observability import note_user
 __all__ = [
     "KEY_PARAMETERS",
     "VARY",
+    "caller",
     "check_presented_key",
     "client_address",
     "presented_key",
     "principal_of",
     "private_responses",
-    "provide_principal",
     "refuse_keys_in_query",
 ]
 
@@ -100,10 +100,12 @@ async def principal_of(scope: Mapping[str, Any], services: Services) -> Principa
     return verdict
 
 
-async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    """The `principal` dependency of every authenticated route. It depends on nothing
-    but the request: Litestar resolves dependencies of one level concurrently, in a task
-    group that costs more than the key check."""
+async def caller(request: Request[Any, Any, Any]) -> Principal:
+    """The client of an authenticated route's request (401 without a valid key).
+
+    Routes ask for it in their body rather than as a Litestar dependency: injecting one
+    costs more than the key check itself, and two (`services` and this) are resolved
+    concurrently, in a task group that costs more again."""
     return await principal_of(request.scope, request.app.state.services)
 
 
