@@ -10,6 +10,7 @@ with the access log off. Paths:
 - ``anon``: the route without a key or a dependency;
 - ``anon + key``: the same route with the key presented, so the edge checks it;
 - ``anon-dep``: a twin with a dependency that checks nothing (Litestar's injection alone);
+- ``anon-request``: a twin that takes the request as a parameter, as ``whoami`` does;
 - ``whoami``: the key checked and the principal asked for (``caller``), with and without
   leases;
 - ``whoami-dep``: the same principal injected by Litestar, as ``/api/v1`` did before.
@@ -45,6 +46,7 @@ async def session(settings: Settings, key: str, rounds: int) -> None:
         "anon": lambda: rp.call(leased, "GET", "/bench/anon"),
         "anon + key": lambda: rp.call(leased, "GET", "/bench/anon", headers=auth),
         "anon-dep": lambda: rp.call(leased, "GET", "/bench/anon-dep"),
+        "anon-request": lambda: rp.call(leased, "GET", "/bench/anon-request"),
         "whoami, leases": lambda: rp.call(leased, "GET", "/bench/whoami", headers=auth),
         "whoami-dep, leases": lambda: rp.call(leased, "GET", "/bench/whoami-dep", headers=auth),
         "whoami, no leases": lambda: rp.call(unleased, "GET", "/bench/whoami", headers=auth),

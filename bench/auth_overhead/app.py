@@ -3,7 +3,8 @@
 ``GET /bench/whoami`` is guarded by the real key check (``caller``, as every route of
 ``/api/v1`` is) and answers ``{"user": <login>}``; ``GET /bench/anon`` is its twin
 without it and answers ``{"user": null}``. ``GET /bench/anon-dep`` has a dependency that
-checks nothing, and ``GET /bench/whoami-dep`` gets the principal as a Litestar dependency,
+checks nothing, ``GET /bench/anon-request`` takes the request as whoami does (and reads
+nothing from it), and ``GET /bench/whoami-dep`` gets the principal as a Litestar dependency,
 as ``/api/v1`` did before (``bench/auth_overhead/alternate.py`` uses both to tell
 Litestar's dependency injection from the key check). All sit in one router with the same
 before/after-request hooks as ``/api/v1``. Not part of the product.
@@ -45,6 +46,11 @@ async def anon() -> dict[str, str | None]:
     return {"user": None}
 
 
+@get("/anon-request")
+async def anon_request(request: Request[Any, Any, Any]) -> dict[str, str | None]:
+    return {"user": None if request.method == "GET" else "?"}  # read, as a route would
+
+
 async def _nobody() -> None:
     return None
 
@@ -57,7 +63,7 @@ async def anon_dep(principal: None) -> dict[str, str | None]:
 def bench_router() -> Router:
     return Router(
         path="/bench",
-        route_handlers=[whoami, whoami_dep, anon, anon_dep],
+        route_handlers=[whoami, whoami_dep, anon, anon_request, anon_dep],
         before_request=refuse_keys_in_query,
         after_request=private_responses,
         include_in_schema=False,

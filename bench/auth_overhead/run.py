@@ -8,11 +8,11 @@ gateway app plus ``GET /bench/whoami``, authenticated, and its unauthenticated t
 ``GET /bench/anon``) with granian, one worker pinned to CPU 0. ``wrk`` pinned to CPU 1
 (as is Valkey, to keep CPU 0 for the worker) sends the request with the key to whoami
 and without it to anon: 64 connections, 2 threads, 3 s warm-up, 10 s measured, alternating
-the variants of ``VARIANTS`` twice (anon with the key sent, ``anon-dep`` and ``whoami-dep``
-split the cost as ``alternate.py`` does in process). Overhead = 1 - mean(whoami) /
-mean(anon); target: < 15 % (issue 3). Valkey commands per request come from
-``INFO commandstats`` around each measured window and around a sequential batch of known
-size (target: at most one for authentication, issue 10). Results go to
+the variants of ``VARIANTS`` twice (anon with the key sent, ``anon-dep``, ``anon-request``
+and ``whoami-dep`` split the cost as ``alternate.py`` does in process). Overhead =
+1 - mean(whoami) / mean(anon); target: < 15 % (issue 3). Valkey commands per request come
+from ``INFO commandstats`` around each measured window and around a sequential batch of
+known size (target: at most one for authentication, issue 10). Results go to
 ``bench/results/auth-overhead-<date>-<host>.json`` and a Markdown table is printed.
 """
 
@@ -48,6 +48,7 @@ VARIANTS = {  # name: (route, whether the key is sent)
     "anon": ("anon", False),
     "anon + key": ("anon", True),  # the edge checks it; the route asks for nothing
     "anon-dep": ("anon-dep", False),  # a dependency that checks nothing
+    "anon-request": ("anon-request", False),  # takes `request`, as whoami does
     "whoami": ("whoami", True),
     "whoami-dep": ("whoami-dep", True),  # the principal injected by Litestar
 }
