@@ -25,7 +25,7 @@ from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive
 from rest.hot_reads import HotPath
 from rest.observability import Observer
 from rest.openapi import ApiDocumentation
-from rest.v1.security import check_presented_key
+from rest.v1.security import check_presented_key, routing
 
 __all__ = ["GatewayApp"]
 
@@ -84,4 +84,5 @@ class GatewayApp(Litestar):
                     return
                 receive = left  # type: ignore[assignment]
             await check_presented_key(services, raw)
-        await super().__call__(scope, receive, send)
+        with routing(scope):  # type: ignore[arg-type]  # read as plain ASGI
+            await super().__call__(scope, receive, send)

@@ -31,8 +31,8 @@ __all__ = ["bench_router", "build", "create_bench_app"]
 
 
 @get("/whoami")
-async def whoami(request: Request[Any, Any, Any]) -> dict[str, str | None]:
-    principal = await caller(request)
+async def whoami() -> dict[str, str | None]:
+    principal = await caller()
     return {"user": principal.login}
 
 

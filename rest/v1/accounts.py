@@ -12,7 +12,7 @@ import html
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter, SkipValidation
 
@@ -129,10 +129,9 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[RegisterIn]],
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> RegisterOut:
         """Create a user (registerUsers); with a challenge it stays inactive until answered."""
-        principal = await caller(request)
+        principal = await caller()
         body = _only(_object(data), {"user", "challenge"})
         user = body.get("user")
         if not isinstance(user, dict):
@@ -150,10 +149,9 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[AnswerIn]],
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> AnswerOut:
         """Answer one method: `{challenge_id, method, code}` or `{token}` (registerUsers)."""
-        principal = await caller(request)
+        principal = await caller()
         outcome = await challenges.submit(services, principal, **_answer(data))
         return AnswerOut(
             challenge_id=outcome.challenge_id,
@@ -194,10 +192,9 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[RetryIn]],
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> RetryOut:
         """Send the pending methods again with fresh secrets; old ones stop working."""
-        principal = await caller(request)
+        principal = await caller()
         body = _only(_object(data), {"challenge_id", "login", "email"})
         result = await challenges.retry(services, principal, **body)
         return RetryOut(
@@ -211,10 +208,9 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[ResetIn]],
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> RetryOut:
         """Send a reset challenge (resetPasswords); an unknown user answers alike."""
-        principal = await caller(request)
+        principal = await caller()
         body = _only(_object(data), {"login", "email", "methods", "link_url"})
         result = await challenges.start_reset(
             services,
@@ -235,10 +231,9 @@ class AccountsController(Controller):
         self,
         data: JSONBody[SkipValidation[ResetCompleteIn]],
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> ResetOut:
         """Answer a reset challenge with the new password; the last answer sets it."""
-        principal = await caller(request)
+        principal = await caller()
         body = _only(_object(data), {"challenge_id", "method", "code", "token", "password"})
         password = body.pop("password", None)
         outcome = await challenges.complete_reset(services, principal, password=password, **body)

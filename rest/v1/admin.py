@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, delete, get
+from litestar import Controller, delete, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
@@ -98,18 +98,15 @@ class AdminController(Controller):
     tags = ("admin",)
 
     @get("/cache", responses=problems(401, 403))
-    async def cache_stats(
-        self, services: NamedDependency[Services], request: Request[Any, Any, Any]
-    ) -> CacheStatsView:
+    async def cache_stats(self, services: NamedDependency[Services]) -> CacheStatsView:
         """Entries and memory by type, hits/misses/bypasses of every process (manageCache)."""
-        principal = await caller(request)
+        principal = await caller()
         return cache_stats_view(await cache_admin.cache_stats(services, principal))
 
     @delete("/cache", status_code=200, responses=problems(400, 401, 403, 422, 503))
     async def purge_cache(
         self,
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
         type_name: Annotated[
             str | None, QueryParameter(name="type", max_length=40, description="Only this type.")
         ] = None,
@@ -118,7 +115,7 @@ class AdminController(Controller):
         ] = None,
     ) -> PurgeResult:
         """Delete cached entries: all, of one type, of one user (manageCache)."""
-        principal = await caller(request)
+        principal = await caller()
         try:
             deleted = await cache_admin.purge_cache(
                 services, principal, type_name=type_name, user_id=user_id
@@ -132,7 +129,6 @@ class AdminController(Controller):
         self,
         *,
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
         user_id: Annotated[int | None, QueryParameter(name="user", gt=0, le=MAX_ID)] = None,
         type_name: Annotated[str | None, QueryParameter(name="type", max_length=40)] = None,
         record_id: Annotated[int | None, QueryParameter(name="record", gt=0, le=MAX_ID)] = None,
@@ -142,7 +138,7 @@ class AdminController(Controller):
         limit: Annotated[int, QueryParameter(name="_limit", ge=1, le=audit.MAX_LIMIT)] = 100,
     ) -> AuditPageView:
         """Reads of audited types (`read_access_logging`), newest first (manageUsers)."""
-        principal = await caller(request)
+        principal = await caller()
         page = await audit.list_audit(
             services,
             principal,

@@ -470,7 +470,7 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         no_cache: int = 0,
     ) -> Response[bytes]:
         """Records in the caller's read scope; unknown query parameters are equality filters."""
-        principal = await caller(request)
+        principal = await caller()
         query = ListParams(
             filter_=filter_,
             order=order,
@@ -490,7 +490,7 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         request: Request[Any, Any, Any], data: Any, services: Services
     ) -> Response[bytes]:
         """The same as the list, with the parameters in a JSON body (also sent as SEARCH)."""
-        principal = await caller(request)
+        principal = await caller()
         body: SearchBody = _strict(data, SearchBody)
         query = records.list_query(
             filter=body.filter,
@@ -514,7 +514,7 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         services: Services,
         no_cache: int = 0,
     ) -> Response[bytes]:
-        principal = await caller(request)
+        principal = await caller()
         fresh = wants_fresh(request, no_cache)
         found = await reads.record_body(services, principal, name, record_id, fresh=fresh)
         return cached_response(request, found)
@@ -527,39 +527,31 @@ def _router(tenant: Tenant, type_def: TypeDef) -> Router:
         services: Services,
         no_cache: int = 0,
     ) -> Response[bytes]:
-        principal = await caller(request)
+        principal = await caller()
         fresh = wants_fresh(request, no_cache)
         found = await reads.record_by_body(
             services, principal, name, property_name, value, fresh=fresh
         )
         return cached_response(request, found)
 
-    async def create(
-        data: Any, services: Services, request: Request[Any, Any, Any]
-    ) -> dict[str, Any]:
-        principal = await caller(request)
+    async def create(data: Any, services: Services) -> dict[str, Any]:
+        principal = await caller()
         return {"data": await records.create_record(services, principal, name, _body(data))}
 
-    async def patch_one(
-        record_id: int, data: Any, services: Services, request: Request[Any, Any, Any]
-    ) -> dict[str, Any]:
-        principal = await caller(request)
+    async def patch_one(record_id: int, data: Any, services: Services) -> dict[str, Any]:
+        principal = await caller()
         changed = await records.update_record(services, principal, name, record_id, _body(data))
         return {"data": changed}
 
-    async def replace_one(
-        record_id: int, data: Any, services: Services, request: Request[Any, Any, Any]
-    ) -> dict[str, Any]:
-        principal = await caller(request)
+    async def replace_one(record_id: int, data: Any, services: Services) -> dict[str, Any]:
+        principal = await caller()
         changed = await records.update_record(
             services, principal, name, record_id, _body(data), replace=True
         )
         return {"data": changed}
 
-    async def delete_one(
-        record_id: int, services: Services, request: Request[Any, Any, Any]
-    ) -> None:
-        principal = await caller(request)
+    async def delete_one(record_id: int, services: Services) -> None:
+        principal = await caller()
         await records.delete_record(services, principal, name, record_id)
 
     _annotate(list_, models.page)

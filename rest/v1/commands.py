@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, cast
 
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Response, Router, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Discriminator, OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import JSONBody, PathParameter, SkipValidation
@@ -162,9 +162,9 @@ def command_router(tenant: Tenant) -> Router:
     """`/commands`: the listing, one documented route per command, and a 404 for others."""
     registry = commands.load_commands(tenant)
 
-    async def listing(services: Services, request: Request[Any, Any, Any]) -> Response[bytes]:
+    async def listing(services: Services) -> Response[bytes]:
         """The commands you may run, with the JSON Schemas of their input and result."""
-        principal = await caller(request)
+        principal = await caller()
         runnable = services.commands.runnable(principal)
         body = {
             "data": [
@@ -181,10 +181,8 @@ def command_router(tenant: Tenant) -> Router:
         }
         return Response(content=msgspec.json.encode(body), media_type=_JSON)
 
-    async def unknown(
-        name: str, services: Services, request: Request[Any, Any, Any], data: Any = None
-    ) -> Response[bytes]:
-        principal = await caller(request)
+    async def unknown(name: str, services: Services, data: Any = None) -> Response[bytes]:
+        principal = await caller()
         return _result_response(await commands.run_command(services, principal, name, data))
 
     _annotate(listing, CommandList)
@@ -206,10 +204,8 @@ def _route(command: commands.Command) -> Any:
     name = command.name
     pascal = _pascal(command.field_name)
 
-    async def run(
-        services: Services, request: Request[Any, Any, Any], data: Any = None
-    ) -> Response[bytes]:
-        principal = await caller(request)
+    async def run(services: Services, data: Any = None) -> Response[bytes]:
+        principal = await caller()
         return _result_response(await commands.run_command(services, principal, name, data))
 
     _annotate(

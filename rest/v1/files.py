@@ -356,7 +356,7 @@ def create_hook(type_name: str) -> Callable[[Request[Any, Any, Any]], Awaitable[
         if _boundary(request) is None:
             return None
         services: Services = request.app.state.services
-        return await create_multipart(request, services, await caller(request), type_name)
+        return await create_multipart(request, services, await caller(), type_name)
 
     return hook
 
@@ -453,7 +453,7 @@ def _handlers(type_name: str, prop: Property, max_upload_bytes: int) -> list[Any
         name: _Name = None,
     ) -> FileOne:
         """Store the request body as this file, replacing any earlier one."""
-        principal = await caller(request)
+        principal = await caller()
         stored = await files.put_file(
             services,
             principal,
@@ -470,17 +470,16 @@ def _handlers(type_name: str, prop: Property, max_upload_bytes: int) -> list[Any
         services: NamedDependency[Services],
     ) -> Response[Any]:
         """Stream this file (whole, or one byte range)."""
-        principal = await caller(request)
+        principal = await caller()
         stored = await files.file_info(services, principal, type_name, record_id, prop.name)
         return await _file_response(request, services, stored)
 
     async def remove(
         record_id: _RecordId,
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> None:
         """Remove this file; the record stays."""
-        principal = await caller(request)
+        principal = await caller()
         await files.delete_file(services, principal, type_name, record_id, prop.name)
 
     return [

@@ -79,28 +79,22 @@ class KeysController(Controller):
         return _issued(issued, owner)
 
     @get("/")
-    async def list_own(
-        self, services: NamedDependency[Services], request: Request[Any, Any, Any]
-    ) -> list[auth.ApiKey]:
+    async def list_own(self, services: NamedDependency[Services]) -> list[auth.ApiKey]:
         """The caller's own keys (metadata only), newest first."""
-        principal = await caller(request)
+        principal = await caller()
         return await auth.list_keys(services, principal)
 
     @get("/current")
-    async def current(
-        self, services: NamedDependency[Services], request: Request[Any, Any, Any]
-    ) -> CurrentKeyOut:
+    async def current(self, services: NamedDependency[Services]) -> CurrentKeyOut:
         """Validate the presented key: its metadata and the user it acts as."""
-        principal = await caller(request)
+        principal = await caller()
         key = await auth.current_key(services, principal)
         return CurrentKeyOut(key=key, user=auth.KeyOwner.of(principal))
 
     @delete("/current")
-    async def revoke_current(
-        self, services: NamedDependency[Services], request: Request[Any, Any, Any]
-    ) -> None:
+    async def revoke_current(self, services: NamedDependency[Services]) -> None:
         """Revoke the presented key; the next request with it is refused."""
-        principal = await caller(request)
+        principal = await caller()
         await auth.revoke_key(services, principal, principal.key_id or 0)
 
     @delete("/{key_id:int}")
@@ -108,10 +102,9 @@ class KeysController(Controller):
         self,
         key_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> None:
         """Revoke one of the caller's keys, or anyone's with manageUsers."""
-        principal = await caller(request)
+        principal = await caller()
         await auth.revoke_key(services, principal, key_id)
 
 
@@ -125,10 +118,9 @@ class OthersKeysController(Controller):
         user_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         data: JSONBody[NewKey],
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> IssuedKeyOut:
         """Issue a key for another user (needs generateOthersApiKeys)."""
-        principal = await caller(request)
+        principal = await caller()
         issued, owner = await auth.issue_key(
             services, principal, user_id=user_id, name=data.name, expires_at=data.expires_at
         )

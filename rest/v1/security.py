@@ -15,7 +15,9 @@ The decision itself (is this key valid, for whom, with what rights) is made by
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from litestar import Request, Response
@@ -37,6 +39,7 @@ __all__ = [
     "principal_of",
     "private_responses",
     "refuse_keys_in_query",
+    "routing",
 ]
 
 KEY_PARAMETERS = frozenset({"api_key", "apikey", "api-key", "access_token", "key"})
@@ -100,13 +103,33 @@ async def principal_of(scope: Mapping[str, Any], services: Services) -> Principa
     return verdict
 
 
-async def caller(request: Request[Any, Any, Any]) -> Principal:
-    """The client of an authenticated route's request (401 without a valid key).
+_ROUTED: ContextVar[MutableMapping[str, Any] | None] = ContextVar("jgw.routed", default=None)
+"""The scope of the request Litestar is routing in this context (`routing`)."""
 
-    Routes ask for it in their body rather than as a Litestar dependency: injecting one
-    costs more than the key check itself, and two (`services` and this) are resolved
-    concurrently, in a task group that costs more again."""
-    return await principal_of(request.scope, request.app.state.services)
+
+@contextmanager
+def routing(scope: MutableMapping[str, Any]) -> Iterator[None]:
+    """Make `scope` the request `caller` answers for, while Litestar routes it. Set and
+    reset in one frame around each request, so that no request, nor the next one
+    served in the same task, can see another's."""
+    token = _ROUTED.set(scope)
+    try:
+        yield
+    finally:
+        _ROUTED.reset(token)
+
+
+async def caller() -> Principal:
+    """The client of the request being routed (401 without a valid key).
+
+    Routes ask for it rather than having it injected: a Litestar dependency, or any
+    parameter at all, costs more than the key check itself (`bench/auth_overhead`), and
+    `services` with a second dependency were resolved in a task group on every request.
+    """
+    scope = _ROUTED.get()
+    if scope is None:
+        raise RuntimeError("caller() outside a request routed by the gateway's edge")
+    return await principal_of(scope, scope["app"].state.services)
 
 
 async def refuse_keys_in_query(request: Request[Any, Any, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter, SkipValidation
 
@@ -58,12 +58,11 @@ class UsersController(Controller):
     async def list_users(
         self,
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
         limit: Annotated[int, QueryParameter(name="_limit", ge=1, le=users.MAX_PAGE)] = 100,
         offset: Annotated[int, QueryParameter(name="_offset", ge=0, le=users.MAX_OFFSET)] = 0,
     ) -> list[users.UserView]:
         """Users in id order."""
-        principal = await caller(request)
+        principal = await caller()
         return await users.list_users(services, principal, limit=limit, offset=offset)
 
     @post("/")
@@ -71,10 +70,9 @@ class UsersController(Controller):
         self,
         data: _UserBody,
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> users.UserView:
         """Create a user; roles and groups only within the caller's own."""
-        principal = await caller(request)
+        principal = await caller()
         return await users.create_user(services, principal, _fields(data))
 
     @get("/{user_id:int}")
@@ -82,9 +80,8 @@ class UsersController(Controller):
         self,
         user_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> users.UserView:
-        principal = await caller(request)
+        principal = await caller()
         return await users.get_user(services, principal, user_id)
 
     @patch("/{user_id:int}")
@@ -93,10 +90,9 @@ class UsersController(Controller):
         user_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         data: _UserBody,
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> users.UserView:
         """Change the fields sent; the user's keys see the change on their next request."""
-        principal = await caller(request)
+        principal = await caller()
         return await users.update_user(services, principal, user_id, _fields(data))
 
     @delete("/{user_id:int}")
@@ -104,7 +100,6 @@ class UsersController(Controller):
         self,
         user_id: Annotated[int, PathParameter(gt=0, le=MAX_ID)],
         services: NamedDependency[Services],
-        request: Request[Any, Any, Any],
     ) -> None:
-        principal = await caller(request)
+        principal = await caller()
         await users.delete_user(services, principal, user_id)

@@ -1,13 +1,17 @@
 """The key check at the ASGI edge (`rest.v1.security.check_presented_key`): once per
-request, its verdict the one every route and GraphQL use, and no route refused for a
-key it does not ask for."""
+request, its verdict the one every route (`caller()`) and GraphQL use, each for its own
+request only, and no route refused for a key it does not ask for."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
+import httpx
+import pytest
 from valkey.asyncio import Valkey
 
+from rest.v1.security import caller
 from tests.conftest import ADMIN_LOGIN, ADMIN_PASSWORD, Api, start_api, wait_for_lease
 
 
@@ -71,3 +75,38 @@ async def test_a_bad_key_does_not_refuse_a_route_that_asks_for_none(api: Api) ->
     )
     assert response.status_code == 201, response.text
     assert response.json()["key"].startswith("jgw_")
+
+
+async def test_every_routed_request_is_answered_for_its_own_key(api: Api, live_url: str) -> None:
+    """`caller()` answers for the request being routed: over one kept-alive connection,
+    and with many requests in flight at once, each names its own key's user, and one
+    without a key is refused, whatever came before it."""
+    await api.create_user("ada", roles=["integration"])
+    keys = {ADMIN_LOGIN: api.admin_key, "ada": await api.login("ada")}
+
+    def headers(login: str | None) -> dict[str, str]:
+        return {} if login is None else api.auth(keys[login])
+
+    def user(response: httpx.Response) -> str | None:
+        if response.status_code == 401:
+            return None
+        assert response.status_code == 200, response.text
+        login: str = response.json()["user"]["login"]
+        return login
+
+    path = "/api/v1/auth/keys/current"
+    order = [ADMIN_LOGIN, None, "ada", "ada", ADMIN_LOGIN, None, None, "ada"]
+    one_connection = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=live_url, limits=one_connection) as client:
+        answered = [user(await client.get(path, headers=headers(login))) for login in order]
+    assert answered == order
+    async with httpx.AsyncClient(base_url=live_url) as client:
+        responses = await asyncio.gather(
+            *(client.get(path, headers=headers(login)) for login in order * 8)
+        )
+    assert [user(r) for r in responses] == order * 8
+
+
+async def test_caller_outside_a_routed_request_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="outside a request"):
+        await caller()
