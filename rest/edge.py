@@ -11,7 +11,8 @@ request through it (request id, access log, metrics: see `rest.observability`). 
 `hot` paths, it offers each HTTP request to them before Litestar routes it: cached
 collection reads (`rest.hot_reads`) and plain GraphQL reads (`schema.http`) are
 answered there. A request they leave has its API key checked here too
-(`rest.v1.security.check_presented_key`), before Litestar routes it.
+(`rest.v1.security.check_presented_key`), before Litestar routes it, and is the
+request `caller()` answers for while Litestar routes it (`rest.v1.security.routing`).
 """
 
 from __future__ import annotations
