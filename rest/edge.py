@@ -12,7 +12,7 @@ request through it (request id, access log, metrics: see `rest.observability`). 
 collection reads (`rest.hot_reads`) and plain GraphQL reads (`schema.http`) are
 answered there. A request they leave has its API key checked here too
 (`rest.v1.security.check_presented_key`), before Litestar routes it, and is the
-request `caller()` answers for while Litestar routes it (`rest.v1.security.routing`).
+request `caller()` answers for while Litestar routes it (`rest.v1.security.routed`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive
 from rest.hot_reads import HotPath
 from rest.observability import Observer
 from rest.openapi import ApiDocumentation
-from rest.v1.security import check_presented_key, routing
+from rest.v1.security import check_presented_key, routed
 
 __all__ = ["GatewayApp"]
 
@@ -85,5 +85,4 @@ class GatewayApp(Litestar):
                     return
                 receive = left  # type: ignore[assignment]
             await check_presented_key(services, raw)
-        with routing(scope):  # type: ignore[arg-type]  # read as plain ASGI
-            await super().__call__(scope, receive, send)
+        await routed(super().__call__, scope, receive, send)
