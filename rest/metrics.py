@@ -10,13 +10,11 @@ import ipaddress
 from typing import Any
 
 from litestar import Request, Response, get
-from litestar.di import NamedDependency
 
 from resolvers.errors import Forbidden, NotFound
 from resolvers.metrics import CONTENT_TYPE, GatewayMetrics
-from resolvers.services import Services
 from resolvers.tenant import Permission
-from rest.v1.security import principal_of
+from rest.v1.security import caller
 
 __all__ = ["metrics_route"]
 
@@ -27,13 +25,11 @@ def metrics_route(access: str) -> Any:
     """`GET /metrics` for the `GATEWAY_METRICS` mode (`local`, `key`, `open`, `off`)."""
 
     @get("/metrics", include_in_schema=False)
-    async def metrics(
-        request: Request[Any, Any, Any], services: NamedDependency[Services]
-    ) -> Response[bytes]:
+    async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         if access == "off":
             raise NotFound("no such route")
         if access == "key" or (access == "local" and not _local(request)):
-            principal = await principal_of(request.scope, services)
+            principal = await caller()
             if not principal.has(Permission.MANAGE_CACHE):
                 raise Forbidden("reading metrics requires the manageCache permission")
         gateway_metrics: GatewayMetrics = request.app.state.metrics

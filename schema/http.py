@@ -54,9 +54,9 @@ from rest.hot_reads import Receive, Send
 from rest.observability import note_user
 from rest.v1.security import (
     VARY,
+    caller,
     check_presented_key,
     client_address,
-    principal_of,
     private_responses,
     refuse_keys_in_query,
 )
@@ -174,7 +174,7 @@ def create_graphql(
     async def handle(
         request: Request[Any, Any, Any], services: Services, body: bytes | None
     ) -> Response[Any]:
-        principal = await principal_of(request.scope, services)
+        principal = await caller()
         try:
             return await run(request, services, principal, _operation(request, body))
         except _BadRequest as exc:
@@ -203,12 +203,10 @@ def create_graphql(
             return await handle(request, services, None)
 
         @get(SDL_PATH, media_type=_SDL_TYPE)
-        async def schema_sdl(
-            self, request: Request[Any, Any, Any], services: NamedDependency[Services]
-        ) -> Response[bytes]:
+        async def schema_sdl(self, request: Request[Any, Any, Any]) -> Response[bytes]:
             """The schema as SDL, for those who may introspect it (401 without a key, 403
             without the permission)."""
-            principal = await principal_of(request.scope, services)
+            principal = await caller()
             principal.require(introspection)
             headers = {"ETag": sdl_etag, "Cache-Control": "private, no-cache"}
             if not_modified(request, sdl_etag):
