@@ -1,0 +1,180 @@
+"""REST and GraphQL reads in process, counted in CPU instructions instead of timed.
+
+Usage: ``.venv/bin/python bench/graphql/instructions.py [requests]`` (default 2000;
+needs ``valgrind``)
+
+Timings on a shared VM swing by a third from one minute to the next, more than most
+changes to a hot path are worth. Instructions do not: this script runs
+``alternate.py``'s paths (the same app, seeding and requests, 64 at a time) under
+valgrind's callgrind, with counting off during the setup and the warm-up and on for
+`requests` requests of each path, and prints the instructions per request of each
+path and each GraphQL path's ratio to its REST twin. Instructions are not time (a
+cache miss costs more than an add), but two runs of one commit agree to within about
+1 %, so two commits can be compared from one run of each. Run it in a ``git worktree``
+of each commit to compare them. The Python process alone is counted: Valkey's work
+and the kernel's are not.
+
+Results: printed, and written to ``results/instructions-<date>-<host>-<commit>.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+import read_profile as rp
+
+from gateway.settings import Settings
+
+_INSIDE = "--inside"
+_TOTALS = re.compile(rb"^totals: (\d+)$", re.MULTILINE)
+_PAIRS = {
+    "GraphQL list GET": "REST list",
+    "GraphQL list POST": "REST list",
+    "GraphQL GET $id cycle": "REST get cycle",
+    "GraphQL POST $id cycle": "REST get cycle",
+}
+
+
+def _callgrind(*args: str) -> None:
+    """`callgrind_control` on this process. Valgrind takes the command while the process
+    runs Python code, so this spins instead of blocking in `wait`."""
+    control = subprocess.Popen(
+        ["callgrind_control", *args, str(os.getpid())], stdout=subprocess.DEVNULL
+    )
+    while control.poll() is None:
+        sum(range(100))
+
+
+async def session(settings: Settings, key: str, record_id: int, n: int) -> None:
+    app = rp.hit.bench_app.build(settings)
+    auth = [("Authorization", f"Bearer {key}")]
+    post = [*auth, ("Content-Type", "application/json")]
+    ids = range(record_id - rp.CYCLE + 1, record_id + 1)
+    rest_list = quote(rp.coll.LIST_QUERY, safe="=&")
+    list_get = urlencode({"query": rp.queries.LIST})
+    list_post = json.dumps({"query": rp.queries.LIST}).encode()
+
+    def rest_get(one: int) -> rp.Request:
+        return lambda: rp.call(app, "GET", f"/api/v1/collections/Item/{one}", headers=auth)
+
+    def graphql_get(one: int) -> rp.Request:
+        query = urlencode({"query": rp.GET_BY_VARIABLE, "variables": json.dumps({"id": one})})
+        return lambda: rp.call(app, "GET", "/graphql", query=query, headers=auth)
+
+    def graphql_post(one: int) -> rp.Request:
+        body = json.dumps({"query": rp.GET_BY_VARIABLE, "variables": {"id": one}}).encode()
+        return lambda: rp.call(app, "POST", "/graphql", headers=post, body=body)
+
+    paths: dict[str, rp.Request] = {
+        "REST list": lambda: rp.call(
+            app, "GET", "/api/v1/collections/Item", query=rest_list, headers=auth
+        ),
+        "GraphQL list GET": lambda: rp.call(app, "GET", "/graphql", query=list_get, headers=auth),
+        "GraphQL list POST": lambda: rp.call(app, "POST", "/graphql", headers=post, body=list_post),
+        "REST get cycle": rp.cycling([rest_get(i) for i in ids]),
+        "GraphQL GET $id cycle": rp.cycling([graphql_get(i) for i in ids]),
+        "GraphQL POST $id cycle": rp.cycling([graphql_post(i) for i in ids]),
+    }
+    assert tuple(paths) == _NAMES  # noqa: S101 - the dumps are named by position
+    async with app.lifespan():
+        for i, (name, request) in enumerate(paths.items()):
+            for _ in range(rp.CYCLE + 1):
+                await request()  # every entry stored, as after the benchmark's warm-up
+            rp._checked(name, *await request())
+            _callgrind("-z")
+            _callgrind("-i", "on")
+            await rp.per_request(request, n, concurrency=64)
+            _callgrind("-i", "off")
+            _callgrind("-d", f"path{i}")  # callgrind_control passes it through a shell
+
+
+def _inside(n: int) -> None:
+    with rp.hit.seeded("jgw-instructions-") as (settings, prep):
+        logging.getLogger("gateway.access").setLevel(logging.WARNING)
+        uvloop.run(session(settings, prep.key, prep.last_id, n))
+
+
+_NAMES = (
+    "REST list",
+    "GraphQL list GET",
+    "GraphQL list POST",
+    "REST get cycle",
+    "GraphQL GET $id cycle",
+    "GraphQL POST $id cycle",
+)
+"""The paths of `session`, in its order."""
+
+
+def _counted(out: Path, n: int) -> dict[str, float]:
+    """Instructions per request of each path, from callgrind's dumps in `out`."""
+    counted = {}
+    for dump in sorted(out.glob("cg.*.*"), key=lambda p: int(p.suffix[1:])):
+        text = dump.read_bytes()
+        name = re.search(rb"^desc: Trigger: dump (.*)$", text, re.MULTILINE)
+        totals = _TOTALS.search(text)
+        if name and totals:
+            # `per_request` runs its warm-up (`hit.WARM`) and then `n`, both counted.
+            path = _NAMES[int(name.group(1).removeprefix(b"path"))]
+            counted[path] = int(totals.group(1)) / (n + rp.hit.WARM)
+    return counted
+
+
+def main() -> None:
+    if sys.argv[1:2] == [_INSIDE]:
+        _inside(int(sys.argv[2]))
+        return
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    with tempfile.TemporaryDirectory(prefix="jgw-callgrind-") as tmp:
+        out = Path(tmp)
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out}/cg.%p",
+                sys.executable,
+                __file__,
+                _INSIDE,
+                str(n),
+            ],
+            check=True,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONHASHSEED": "0"},  # the same hashing in every run
+        )
+        counted = _counted(out, n)
+    where = harness.machine(commit=True)
+    lines = [
+        f"# Instructions per request in process, {where['date']}, host `{where['hostname']}`,"
+        f" commit {where['commit']}",
+        "",
+        f"`bench/graphql/instructions.py {n}`: callgrind, {n} requests per path, 64 at a time,"
+        " `PYTHONHASHSEED=0`. *vs REST*: the REST twin's instructions over this path's.",
+        "",
+        "| path | instructions / request | vs REST |",
+        "|---|---:|---:|",
+    ]
+    for name, per in counted.items():
+        twin = _PAIRS.get(name)
+        ratio = f"{counted[twin] / per:.2f}" if twin in counted else "-"
+        lines.append(f"| {name} | {per:,.0f} | {ratio} |")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    name = f"instructions-{where['date']}-{where['hostname']}-{where['commit']}.md"
+    (harness.RESULTS / name).write_text(report)
+
+
+if __name__ == "__main__":
+    main()
