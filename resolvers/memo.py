@@ -20,10 +20,16 @@ V = TypeVar("V")
 
 
 class Lru(Generic[K, V]):
-    """At most `size` entries, the least recently used out first (one event loop: no locks)."""
+    """At most `size` entries, the least recently used out first (one event loop: no locks).
 
-    def __init__(self, size: int) -> None:
+    Given `weigh`, `size` bounds the sum of the entries' weights instead of their count
+    (bytes, say, for values whose sizes differ by orders of magnitude).
+    """
+
+    def __init__(self, size: int, *, weigh: Callable[[V], int] | None = None) -> None:
         self._size = size
+        self._weigh = weigh
+        self._weight = 0
         self._items: OrderedDict[K, V] = OrderedDict()
 
     def get(self, key: K) -> V | None:
@@ -33,11 +39,30 @@ class Lru(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> V:
+        weigh = self._weigh
+        if weigh is None:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+            return value
+        weight = weigh(value)
+        if weight > self._size:
+            return value  # it would push out everything else: not kept
+        replaced = self._items.pop(key, None)
+        if replaced is not None:
+            self._weight -= weigh(replaced)
         self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
+        self._weight += weight
+        while self._weight > self._size:
+            _, oldest = self._items.popitem(last=False)
+            self._weight -= weigh(oldest)
         return value
+
+    @property
+    def weight(self) -> int:
+        """The sum of the entries' weights (their count without `weigh`)."""
+        return self._weight if self._weigh is not None else len(self._items)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -63,7 +63,7 @@ from rest.v1.security import (
 from schema.build import build_schema
 from schema.context import GraphQLContext, combined_status
 from schema.limits import Limits, size_rules
-from schema.prepared import Bound, PreparedReads
+from schema.prepared import Answer, Bound, PreparedReads
 
 __all__ = ["GRAPHQL_PATH", "SDL_PATH", "GraphQLEdge", "GraphQLTransport", "create_graphql"]
 
@@ -146,10 +146,10 @@ def create_graphql(
         )
         etag = None
         if answered is not None:
-            body, reads = answered
-            for cached in reads:
+            body = answered.body
+            for cached in answered.reads:
                 context.remember(cached)
-            etag = _prepared_etag(principal, request.scope["query_string"], reads)
+            etag = answered.etag() if request.method == "GET" else None
         else:
             body = await _execute(request, context, operation)
         return _respond(request, context, body, etag)
@@ -265,7 +265,7 @@ class GraphQLEdge:
             return left
         note_user(principal.user_id)
         scope["path_template"] = GRAPHQL_PATH  # what the access log and metrics name
-        await _send(scope, send, principal, *answered)
+        await _send(scope, send, answered)
         self.answered += 1
         return None
 
@@ -291,14 +291,12 @@ class GraphQLEdge:
         return self._prepared.bind_json(body), _replaying(body, receive)
 
 
-async def _send(
-    scope: dict[str, Any], send: Send, principal: Principal, content: bytes, reads: list[Cached]
-) -> None:
+async def _send(scope: dict[str, Any], send: Send, answered: Answer) -> None:
     """The answer `_respond` gives: a GET's with an ETag (or a 304), a POST's not stored."""
-    status = combined_status([cached.status for cached in reads])
+    content = answered.body
+    status = combined_status([cached.status for cached in answered.reads])
     if scope["method"] == "GET" and status is not None:
-        etag = _prepared_etag(principal, scope["query_string"], reads)
-        cached = Cached(body=content, etag=etag, status=status)
+        cached = Cached(body=content, etag=answered.etag(), status=status)
         await send_cached(scope["headers"], send, cached, _VARY)
         return
     headers = [
@@ -412,16 +410,6 @@ def _asks_for_ide(request: Request[Any, Any, Any]) -> bool:
         return False
     accept = request.headers.get("accept", "")
     return any(kind in accept for kind in _IDE_ACCEPT)
-
-
-def _prepared_etag(principal: Principal, query_string: bytes, reads: list[Cached]) -> str:
-    """The ETag of a prepared answer to a GET. The answer is a function of the query
-    string (document, variables, operation) and of the bodies it is cut from, so their
-    ETags (each scoped to the caller) name it as well as its own bytes would, and hashing
-    them costs far less than hashing a page of records on every request."""
-    material = [principal.fingerprint.encode(), query_string, *(c.etag.encode() for c in reads)]
-    digest = hashlib.sha256(b"\0".join(material)).hexdigest()
-    return f'"{digest[:32]}"'
 
 
 def _respond(

@@ -138,7 +138,7 @@ async def test_the_prepared_path_answers_plain_reads_only(api: Api, seeded: dict
             wanted = {k: v for k, v in variables.items() if f"${k}" in query}
             answered = await reads.answer(services, principal, query, None, wanted, fresh=False)
             assert answered is not None, query
-            body, _ = answered
+            body = answered.body
             executed = await _execute(services, principal, query, wanted)
             assert json.loads(body) == {"data": executed}, query
         for why, query in NOT_PLAIN.items():
@@ -166,7 +166,7 @@ async def test_hidden_fields_are_left_to_execution_and_refused(
         assert await reads.answer(services, reporter, query, None, None, fresh=False) is None
         answered = await reads.answer(services, admin, query, None, None, fresh=False)
         assert answered is not None
-        assert json.loads(answered[0])["data"]["deal"]["margin_percent"] == "12.50"
+        assert json.loads(answered.body)["data"]["deal"]["margin_percent"] == "12.50"
     refused = await _body(api, reporter_key, query, {})
     assert refused["data"] == {"deal": {"id": seeded["deal0"], "margin_percent": None}}
     assert refused["errors"][0]["extensions"]["code"] == "forbidden"
@@ -251,7 +251,7 @@ async def test_gets_bound_from_their_variables_answer_as_execution_does(
             answered = await reads.answer(services, principal, query, None, variables, fresh=False)
             assert answered is not None, (query, variables)
             executed = await _execute(services, principal, query, variables)
-            assert json.loads(answered[0]) == {"data": executed}, (query, variables)
+            assert json.loads(answered.body) == {"data": executed}, (query, variables)
         for query, variables in (
             (by_id, {"id": True}),
             (by_id, {"id": 2**63}),
@@ -261,3 +261,34 @@ async def test_gets_bound_from_their_variables_answer_as_execution_does(
         ):
             answered = await reads.answer(services, principal, query, None, variables, fresh=False)
             assert answered is None, (query, variables)
+
+
+async def test_an_answers_etag_names_its_bodies_in_every_process(
+    api: Api, seeded: dict[str, int]
+) -> None:
+    """`Answer.etag` is made from the operation and the ETags of the bodies it was cut
+    from: the same in two processes (two `PreparedReads`), another for another caller, for
+    other bodies, and for the same bodies when another root found nothing."""
+    two = "query T($a: BigInt!, $b: BigInt!) { a: deal(id: $a) { id } b: deal(id: $b) { id } }"
+    one = "query G($id: BigInt!) { deal(id: $id) { id title } }"
+    deal, other = seeded["deal1"], seeded["deal0"]
+    _, reporter_key = await _user(api, "reporter3", "reporter")
+    async with api.db() as services:
+        admin = await authenticate(services, api.admin_key)
+        reporter = await authenticate(services, reporter_key)
+        first, second = _prepared(services), _prepared(services)
+
+        async def etag(reads: PreparedReads, principal: Principal, query: str, **v: int) -> str:
+            answered = await reads.answer(services, principal, query, None, v, fresh=False)
+            assert answered is not None, (query, v)
+            return answered.etag()
+
+        assert await etag(first, admin, one, id=deal) == await etag(second, admin, one, id=deal)
+        assert await etag(first, admin, one, id=deal) != await etag(first, reporter, one, id=deal)
+        assert await etag(first, admin, one, id=deal) != await etag(first, admin, one, id=other)
+        both = await etag(first, admin, two, a=deal, b=other)
+        assert both == await etag(second, admin, two, a=deal, b=other)
+        # One root finds nothing: the answer (and its ETag) differs by which one.
+        first_only = await etag(first, admin, two, a=deal, b=999_999)
+        second_only = await etag(first, admin, two, a=999_999, b=deal)
+        assert len({both, first_only, second_only}) == 3
