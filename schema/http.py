@@ -293,8 +293,8 @@ class GraphQLEdge:
 
 async def _send(scope: dict[str, Any], send: Send, answered: Answer) -> None:
     """The answer `_respond` gives: a GET's with an ETag (or a 304), a POST's not stored."""
-    content = answered.body
-    status = combined_status([cached.status for cached in answered.reads])
+    content, reads = answered.body, answered.reads
+    status = reads[0].status if len(reads) == 1 else combined_status([c.status for c in reads])
     if scope["method"] == "GET" and status is not None:
         cached = Cached(body=content, etag=answered.etag(), status=status)
         await send_cached(scope["headers"], send, cached, _VARY)

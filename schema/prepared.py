@@ -358,10 +358,10 @@ class PreparedReads:
     def bind_query(self, query_string: bytes) -> Bound | None:
         """`bind` of a GET's query string `query=...&variables=...&operationName=...`
         (remembered by its bytes as `bind_json` remembers bodies)."""
+        if (bound := self._bind_variables(query_string)) is not None:
+            return Bound(bound)  # a get's usual form: its query string is never remembered
         requests = self._queries.get(query_string)
         if requests is None:
-            if (bound := self._bind_variables(query_string)) is not None:
-                return Bound(bound)
             try:
                 requests, remember = self._bind(*_get_operation(self._parameters(query_string)))
             except _NotPlain:
@@ -400,7 +400,11 @@ class PreparedReads:
             return None
         try:
             given = _DECODER.decode(text)
-            return tuple(binder.bind(given) for binder in binders) if type(given) is dict else None
+            if type(given) is not dict:
+                return None
+            if len(binders) == 1:
+                return (binders[0].bind(given),)
+            return tuple(binder.bind(given) for binder in binders)
         except (msgspec.DecodeError, UnicodeDecodeError, _Slow):
             return None
 
@@ -472,9 +476,11 @@ class PreparedReads:
         binders make them (a get asked for thousands of ids would churn the tables)."""
         if variables is not None:
             plan = self._plan(query, operation_name)
-            if plan.binders is not None:
+            if (binders := plan.binders) is not None:
                 try:
-                    return tuple(binder.bind(variables) for binder in plan.binders), False
+                    if len(binders) == 1:
+                        return (binders[0].bind(variables),), False
+                    return tuple(binder.bind(variables) for binder in binders), False
                 except _Slow:
                     pass
         given = _ENCODER.encode(variables) if variables else b""
