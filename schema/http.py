@@ -239,30 +239,31 @@ class GraphQLEdge:
     ) -> Receive | None:
         if scope["path"] != GRAPHQL_PATH:
             return receive
+        body = None
         if scope["method"] == "GET":
-            bound, left = self._bound_get(scope), receive
+            bound = self._bound_get(scope)
         else:
             taken = await self._bound_post(scope, receive)
             if taken is None:
                 return receive
-            bound, left = taken
+            bound, body = taken
         if bound is None:
-            return left
+            return _left(receive, body)
         principal = await check_presented_key(services, scope)
         if not isinstance(principal, Principal):
-            return left  # no key, or refused: Litestar answers with the problem
+            return _left(receive, body)  # no key, or refused: Litestar answers the problem
         try:
             answered = await self._prepared.answer_bound(
                 services, principal, bound, fresh=asks_no_cache(scope["headers"])
             )
         except GatewayError:
-            return left
+            return _left(receive, body)
         except (sa_exc.TimeoutError, sa_exc.DBAPIError, OSError) as exc:
             if not is_outage(exc):
                 raise
-            return left  # a database outage: the full path answers it as `unavailable`
+            return _left(receive, body)  # a database outage: the full path answers it
         if answered is None:
-            return left
+            return _left(receive, body)
         note_user(principal.user_id)
         scope["path_template"] = GRAPHQL_PATH  # what the access log and metrics name
         await _send(scope, send, answered)
@@ -277,9 +278,9 @@ class GraphQLEdge:
 
     async def _bound_post(
         self, scope: dict[str, Any], receive: Receive
-    ) -> tuple[Bound | None, Receive] | None:
-        """The plain read a POST asks for (None: not one) and the `receive` to route it
-        with; None for a request of a form the edge does not read."""
+    ) -> tuple[Bound | None, bytes] | None:
+        """The plain read a POST asks for (None: not one) and the body read for it; None
+        for a request of a form the edge does not read."""
         if scope["method"] != "POST":
             return None
         length = _plain_json_post(scope["headers"], self._max_body)
@@ -288,7 +289,7 @@ class GraphQLEdge:
         body = await _read(receive, length)
         if body is None:
             return None
-        return self._prepared.bind_json(body), _replaying(body, receive)
+        return self._prepared.bind_json(body), body
 
 
 async def _send(scope: dict[str, Any], send: Send, answered: Answer) -> None:
@@ -342,6 +343,12 @@ async def _read(receive: Receive, length: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks) if size == length else None
+
+
+def _left(receive: Receive, body: bytes | None) -> Receive:
+    """The `receive` to route a request with: the server's, or, once the edge has read
+    the body, one that gives it again."""
+    return receive if body is None else _replaying(body, receive)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

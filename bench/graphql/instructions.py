@@ -9,8 +9,9 @@ changes to a hot path are worth. Instructions do not: this script runs
 valgrind's callgrind, with counting off during the setup and the warm-up and on for
 `requests` requests of each path, and prints the instructions per request of each
 path and each GraphQL path's ratio to its REST twin. Instructions are not time (a
-cache miss costs more than an add), but two runs of one commit agree to within about
-1 %, so two commits can be compared from one run of each. Run it in a ``git worktree``
+cache miss costs more than an add), but two runs of one commit agree to within 1-3 %
+(REST's paths within 1 %), so a change worth 5 % shows in one run of each commit.
+Run it in a ``git worktree``
 of each commit to compare them. The Python process alone is counted: Valkey's work
 and the kernel's are not.
 
