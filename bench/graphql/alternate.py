@@ -29,8 +29,9 @@ import read_profile as rp
 N = 6400
 
 
-async def session(settings: Settings, key: str, record_id: int, rounds: int) -> None:
-    app = rp.hit.bench_app.build(settings)
+def paths(app: rp.hit.ASGIApp, key: str, record_id: int) -> dict[str, rp.Request]:
+    """The paths compared, by name: the cached REST list and its GraphQL twins over GET
+    and POST, then a get cycling through `rp.CYCLE` records over each."""
     auth = [("Authorization", f"Bearer {key}")]
     post = [*auth, ("Content-Type", "application/json")]
     ids = range(record_id - rp.CYCLE + 1, record_id + 1)
@@ -50,7 +51,7 @@ async def session(settings: Settings, key: str, record_id: int, rounds: int) -> 
         body = json.dumps({"query": rp.GET_BY_VARIABLE, "variables": {"id": one}}).encode()
         return lambda: rp.call(app, "POST", "/graphql", headers=post, body=body)
 
-    paths: dict[str, rp.Request] = {
+    return {
         "REST list": lambda: rp.call(
             app, "GET", "/api/v1/collections/Item", query=rest_list, headers=auth
         ),
@@ -60,14 +61,24 @@ async def session(settings: Settings, key: str, record_id: int, rounds: int) -> 
         "GraphQL GET $id cycle": rp.cycling([graphql_get(i) for i in ids]),
         "GraphQL POST $id cycle": rp.cycling([graphql_post(i) for i in ids]),
     }
+
+
+async def warm(name: str, request: rp.Request) -> None:
+    """Every entry of a path stored, as after the benchmark's warm-up; its answer checked."""
+    for _ in range(rp.CYCLE + 1):
+        await request()
+    rp._checked(name, *await request())
+
+
+async def session(settings: Settings, key: str, record_id: int, rounds: int) -> None:
+    app = rp.hit.bench_app.build(settings)
+    compared = paths(app, key, record_id)
     async with app.lifespan():
-        for name, request in paths.items():
-            for _ in range(rp.CYCLE + 1):
-                await request()  # every entry stored, as after the benchmark's warm-up
-            rp._checked(name, *await request())
-        measured: dict[str, list[float]] = {name: [] for name in paths}
+        for name, request in compared.items():
+            await warm(name, request)
+        measured: dict[str, list[float]] = {name: [] for name in compared}
         for _ in range(rounds):
-            for name, request in paths.items():
+            for name, request in compared.items():
                 measured[name].append(await rp.per_request(request, N, concurrency=64))
     print("µs of CPU per request, 64 at a time: min, median, then every round")
     for name, values in measured.items():

@@ -28,12 +28,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import alternate
 import harness
 import read_profile as rp
 
@@ -59,68 +59,30 @@ def _callgrind(*args: str) -> None:
         sum(range(100))
 
 
-async def session(settings: Settings, key: str, record_id: int, n: int) -> None:
+async def session(settings: Settings, key: str, record_id: int, n: int, out: Path) -> None:
     app = rp.hit.bench_app.build(settings)
-    auth = [("Authorization", f"Bearer {key}")]
-    post = [*auth, ("Content-Type", "application/json")]
-    ids = range(record_id - rp.CYCLE + 1, record_id + 1)
-    rest_list = quote(rp.coll.LIST_QUERY, safe="=&")
-    list_get = urlencode({"query": rp.queries.LIST})
-    list_post = json.dumps({"query": rp.queries.LIST}).encode()
-
-    def rest_get(one: int) -> rp.Request:
-        return lambda: rp.call(app, "GET", f"/api/v1/collections/Item/{one}", headers=auth)
-
-    def graphql_get(one: int) -> rp.Request:
-        query = urlencode({"query": rp.GET_BY_VARIABLE, "variables": json.dumps({"id": one})})
-        return lambda: rp.call(app, "GET", "/graphql", query=query, headers=auth)
-
-    def graphql_post(one: int) -> rp.Request:
-        body = json.dumps({"query": rp.GET_BY_VARIABLE, "variables": {"id": one}}).encode()
-        return lambda: rp.call(app, "POST", "/graphql", headers=post, body=body)
-
-    paths: dict[str, rp.Request] = {
-        "REST list": lambda: rp.call(
-            app, "GET", "/api/v1/collections/Item", query=rest_list, headers=auth
-        ),
-        "GraphQL list GET": lambda: rp.call(app, "GET", "/graphql", query=list_get, headers=auth),
-        "GraphQL list POST": lambda: rp.call(app, "POST", "/graphql", headers=post, body=list_post),
-        "REST get cycle": rp.cycling([rest_get(i) for i in ids]),
-        "GraphQL GET $id cycle": rp.cycling([graphql_get(i) for i in ids]),
-        "GraphQL POST $id cycle": rp.cycling([graphql_post(i) for i in ids]),
-    }
-    assert tuple(paths) == _NAMES  # noqa: S101 - the dumps are named by position
+    compared = alternate.paths(app, key, record_id)
+    # callgrind_control passes a dump's name through a shell: dumps are named by position.
+    (out / "paths.json").write_text(json.dumps(list(compared)))
     async with app.lifespan():
-        for i, (name, request) in enumerate(paths.items()):
-            for _ in range(rp.CYCLE + 1):
-                await request()  # every entry stored, as after the benchmark's warm-up
-            rp._checked(name, *await request())
+        for i, (name, request) in enumerate(compared.items()):
+            await alternate.warm(name, request)
             _callgrind("-z")
             _callgrind("-i", "on")
             await rp.per_request(request, n, concurrency=64)
             _callgrind("-i", "off")
-            _callgrind("-d", f"path{i}")  # callgrind_control passes it through a shell
+            _callgrind("-d", f"path{i}")
 
 
-def _inside(n: int) -> None:
+def _inside(n: int, out: Path) -> None:
     with rp.hit.seeded("jgw-instructions-") as (settings, prep):
         logging.getLogger("gateway.access").setLevel(logging.WARNING)
-        uvloop.run(session(settings, prep.key, prep.last_id, n))
-
-
-_NAMES = (
-    "REST list",
-    "GraphQL list GET",
-    "GraphQL list POST",
-    "REST get cycle",
-    "GraphQL GET $id cycle",
-    "GraphQL POST $id cycle",
-)
-"""The paths of `session`, in its order."""
+        uvloop.run(session(settings, prep.key, prep.last_id, n, out))
 
 
 def _counted(out: Path, n: int) -> dict[str, float]:
     """Instructions per request of each path, from callgrind's dumps in `out`."""
+    names = json.loads((out / "paths.json").read_text())
     counted = {}
     for dump in sorted(out.glob("cg.*.*"), key=lambda p: int(p.suffix[1:])):
         text = dump.read_bytes()
@@ -128,14 +90,14 @@ def _counted(out: Path, n: int) -> dict[str, float]:
         totals = _TOTALS.search(text)
         if name and totals:
             # `per_request` runs its warm-up (`hit.WARM`) and then `n`, both counted.
-            path = _NAMES[int(name.group(1).removeprefix(b"path"))]
+            path = names[int(name.group(1).removeprefix(b"path"))]
             counted[path] = int(totals.group(1)) / (n + rp.hit.WARM)
     return counted
 
 
 def main() -> None:
     if sys.argv[1:2] == [_INSIDE]:
-        _inside(int(sys.argv[2]))
+        _inside(int(sys.argv[2]), Path(sys.argv[3]))
         return
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     with tempfile.TemporaryDirectory(prefix="jgw-callgrind-") as tmp:
@@ -150,6 +112,7 @@ def main() -> None:
                 __file__,
                 _INSIDE,
                 str(n),
+                str(out),
             ],
             check=True,
             stderr=subprocess.DEVNULL,
