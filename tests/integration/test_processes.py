@@ -330,6 +330,28 @@ def test_a_write_through_one_process_is_fresh_on_every_other(fleet: Fleet) -> No
         assert "fresh-Alpha-2" not in _names(reader.get(listing, key, params=params))
 
 
+def test_posted_operations_arrive_whole_under_granian(fleet: Fleet) -> None:
+    """The GraphQL edge stops reading a POSTed body at its Content-Length, before granian's
+    empty end-of-body message; what it hands on to Litestar (a mutation) and what it
+    answers itself (a read) must both work, on one kept-alive connection, with bodies of
+    one chunk and of several (granian passes on about 16 KiB at a time)."""
+    door = fleet.doors[0]
+    read = "query Pick($id: BigInt!) { company(id: $id) { name } }"
+    for number, padding in enumerate([0, 40_000, 0, 40_000]):
+        comment = f"# {'x' * padding}\n" if padding else ""
+        name = f"posted-{number}"
+        mutation = f'{comment}mutation {{ createCompany(data: {{name: "{name}"}}) {{ id }} }}'
+        created = door.post("/graphql", fleet.admin_key, json={"query": mutation})
+        assert created.status_code == 200, created.text
+        company_id = created.json()["data"]["createCompany"]["id"]
+        variables = {"id": company_id}
+        for _ in range(2):  # a miss, then a hit
+            found = door.post(
+                "/graphql", fleet.admin_key, json={"query": comment + read, "variables": variables}
+            )
+            assert found.json() == {"data": {"company": {"name": name}}}, found.text
+
+
 # --- (b) revocation, role change, validity end ------------------------------------------
 
 
