@@ -332,10 +332,10 @@ async def _read(receive: Receive, length: int) -> bytes | None:
     """The whole body, if it is exactly `length` bytes (else None: Litestar decides).
 
     It stops at the declared length, without waiting for the message that says no more
-    is coming: granian sends that one on its own (`b""`, `more_body: false`), and a
-    `receive()` costs about as much as the rest of a cached read's transport
-    (`bench/results/granian-receive-2026-12-08-vm.md`). The server has already refused a
-    body longer than its Content-Length, so the body is complete.
+    is coming: granian sends that one on its own (`b""`, `more_body: false`), and each
+    `receive()` cost about 20 µs there (`bench/results/granian-receive-2026-12-08-vm.md`).
+    The server frames the body by its Content-Length (bytes after it belong to the next
+    request), so once that many have come, the body is complete.
     """
     chunks: list[bytes] = []
     size = 0
