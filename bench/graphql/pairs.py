@@ -59,7 +59,7 @@ class Window(NamedTuple):
 
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process so far (``/proc/<pid>/stat``), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = harness.proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
